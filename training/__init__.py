@@ -1,0 +1,1 @@
+"""qingfin.training: configs, the training loop, calibration runs and the ``qingfin`` CLI."""

@@ -1,0 +1,168 @@
+"""``qingfin train``: fine-tune a multi-label classifier with the Hugging Face ``Trainer``."""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from pathlib import Path
+
+import numpy as np
+import torch
+from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+
+from qingfin.data.hashing import file_sha256
+from qingfin.data.schema import LABELS
+from qingfin.models.metrics import macro_f1_at_best
+from qingfin.models.modeling import MultiLabelModel
+from qingfin.serve.scoring import sigmoid
+from qingfin.training.config import RunConfig, to_dict, to_toml
+from qingfin.training.text_data import Split, augmented_rows, load_split, pos_weights
+from qingfin.training.tokenizer_loading import load_tokenizer
+
+logger = logging.getLogger(__name__)
+
+
+class EncodedDataset(torch.utils.data.Dataset):
+    """Tokenized texts with float multi-hot ``labels``; padding happens per batch in the collator."""
+
+    def __init__(self, encodings: dict[str, list], y: np.ndarray):
+        self.encodings = encodings
+        self.y = y.astype(np.float32)
+
+    def __len__(self) -> int:
+        return len(self.y)
+
+    def __getitem__(self, index: int) -> dict:
+        item = {key: values[index] for key, values in self.encodings.items()}
+        item["labels"] = self.y[index].tolist()
+        return item
+
+
+def resolve_base(config: RunConfig) -> Path:
+    """The configured base directory, or the prepared multilingual-e5-small base (built on demand)."""
+    if config.model.base:
+        return Path(config.model.base)
+    from qingfin.training.base_prepare import prepare_base
+
+    return Path(prepare_base())
+
+
+def _encode(tokenizer, split: Split, max_length: int) -> EncodedDataset:
+    encodings = tokenizer(split.texts, truncation=True, max_length=max_length)
+    return EncodedDataset(dict(encodings), split.y)
+
+
+def _compute_metrics(eval_prediction) -> dict[str, float]:
+    logits, labels = eval_prediction.predictions, eval_prediction.label_ids
+    return {"macro_f1": macro_f1_at_best(labels, sigmoid(np.asarray(logits)))}
+
+
+def training_arguments(config: RunConfig, run_dir: Path, steps_per_epoch: int) -> TrainingArguments:
+    """Build ``TrainingArguments`` explicitly from the run config (nothing implicit)."""
+    t = config.train
+    total_steps = t.max_steps if t.max_steps > 0 else math.ceil(steps_per_epoch * t.epochs)
+    strategy = "steps" if t.eval_steps else "epoch"
+    return TrainingArguments(
+        output_dir=str(run_dir / "checkpoints"),
+        seed=t.seed,
+        num_train_epochs=t.epochs,
+        max_steps=t.max_steps,
+        learning_rate=t.learning_rate,
+        weight_decay=t.weight_decay,
+        warmup_steps=int(t.warmup_ratio * total_steps),
+        per_device_train_batch_size=t.batch_size,
+        per_device_eval_batch_size=t.eval_batch_size,
+        eval_strategy=strategy,
+        save_strategy=strategy,
+        eval_steps=t.eval_steps or None,
+        save_steps=t.eval_steps or None,
+        save_total_limit=2,
+        load_best_model_at_end=True,
+        metric_for_best_model="macro_f1",
+        greater_is_better=True,
+        logging_steps=t.logging_steps,
+        report_to=[],
+        use_cpu=not torch.cuda.is_available(),
+        dataloader_num_workers=0,
+    )
+
+
+def train(config: RunConfig) -> Path:
+    """Train, keep the best dev checkpoint, and write the run directory. Returns its path.
+
+    Run directory: ``config.toml`` (resolved), ``model/`` (encoder, head, tokenizer),
+    ``train_summary.json`` (data hashes, wall time, best dev macro-F1, steps).
+    """
+    started = time.time()
+    run_dir = Path(config.train.output_dir)
+    run_dir.mkdir(parents=True, exist_ok=True)
+    (run_dir / "config.toml").write_text(to_toml(config), encoding="utf-8")
+    if config.train.threads:
+        torch.set_num_threads(config.train.threads)
+    set_seed(config.train.seed)
+
+    base_dir = resolve_base(config)
+    tokenizer = load_tokenizer(base_dir)
+    train_split = load_split(config.data.train, config.data.normalizer)
+    dev_split = load_split(config.data.dev, config.data.normalizer)
+    if config.data.augment:
+        extra = augmented_rows(train_split.rows, config.data.augment_seed, config.data.augment_copies)
+        train_split = _extend(train_split, extra, config.data.normalizer)
+    logger.info("train rows %d, dev rows %d, base %s", len(train_split.rows), len(dev_split.rows), base_dir)
+
+    model = MultiLabelModel.from_base(base_dir, LABELS, config.model.pooling, config.model.dropout, config.model.layers)
+    if config.model.freeze_embeddings:
+        model.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
+    if config.train.pos_weight:
+        model.set_pos_weight(torch.tensor(pos_weights(train_split.y, config.train.max_pos_weight)))
+
+    train_data = _encode(tokenizer, train_split, config.data.max_length)
+    dev_data = _encode(tokenizer, dev_split, config.data.max_length)
+    steps_per_epoch = math.ceil(len(train_data) / config.train.batch_size)
+    trainer = Trainer(
+        model=model,
+        args=training_arguments(config, run_dir, steps_per_epoch),
+        train_dataset=train_data,
+        eval_dataset=dev_data,
+        data_collator=DataCollatorWithPadding(tokenizer),
+        compute_metrics=_compute_metrics,
+        callbacks=[EarlyStoppingCallback(early_stopping_patience=config.train.early_stopping_patience)],
+    )
+    result = trainer.train()
+    best = trainer.evaluate()
+
+    model.save(run_dir / "model")
+    tokenizer.save_pretrained(str(run_dir / "model" / "tokenizer"))
+    summary = {
+        "base": str(base_dir),
+        "base_manifest": _base_manifest(base_dir),
+        "data_sha256": {name: file_sha256(getattr(config.data, name)) for name in ("train", "dev")},
+        "train_rows": len(train_split.rows),
+        "dev_rows": len(dev_split.rows),
+        "global_steps": result.global_step,
+        "best_dev_macro_f1": best.get("eval_macro_f1"),
+        "wall_seconds": round(time.time() - started, 1),
+        "config": to_dict(config),
+    }
+    (run_dir / "train_summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
+    logger.info("trained in %.0f s; best dev macro-F1 %.4f", summary["wall_seconds"], summary["best_dev_macro_f1"] or 0)
+    return run_dir
+
+
+def _extend(split: Split, extra_rows: list[dict], normalizer_name: str) -> Split:
+    from qingfin.data.normalize import get_normalizer
+    from qingfin.data.schema import labels_matrix
+
+    normalizer = get_normalizer(normalizer_name)
+    return Split(
+        split.rows + extra_rows,
+        split.texts + [normalizer(r["text"]) for r in extra_rows],
+        np.concatenate([split.y, labels_matrix([r["labels"] for r in extra_rows])]),
+    )
+
+
+def _base_manifest(base_dir: Path) -> dict | None:
+    path = base_dir / "base_manifest.json"
+    return json.loads(path.read_text(encoding="utf-8")) if path.is_file() else None
