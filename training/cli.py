@@ -32,6 +32,23 @@ def cmd_data_check(args: argparse.Namespace) -> int:
     return 0 if report.ok else 1
 
 
+def cmd_data_import(args: argparse.Namespace) -> int:
+    from qingfin.data.build import DATA_DIR
+    from qingfin.data.sources import import_sources
+
+    _print_json(import_sources(args.shared, args.data_dir or DATA_DIR))
+    return 0
+
+
+def cmd_data_build(args: argparse.Namespace) -> int:
+    from qingfin.data.build import DATA_DIR, build
+
+    data_dir = Path(args.data_dir) if args.data_dir else DATA_DIR
+    manifest = build(data_dir, Path(args.out) if args.out else None)
+    _print_json({name: {k: v for k, v in split.items() if k in ("rows", "labels", "clean", "sha256")} for name, split in manifest["splits"].items()})
+    return 0
+
+
 # -- training pipeline ---------------------------------------------------------------------
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -125,6 +142,40 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def cmd_batch(args: argparse.Namespace) -> int:
+    from qingfin.serve.batch import BatchJob, format_summary, run_batch
+
+    job = BatchJob(model=args.model, inputs=args.input, output=args.output, text_field=args.text_field, id_field=args.id_field,
+                   account_field=args.account_field, batch_size=args.batch_size, chunk_rows=args.chunk_rows,
+                   max_chars=args.max_chars, write_jsonl=args.jsonl, policy=args.policy, threads=args.threads)
+    summary = run_batch(job, engine=args.engine, workers=args.workers)
+    print(format_summary(summary))
+    return 0 if summary["reconciled"] else 2
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import os
+
+    from qingfin.serve.http import hash_api_key
+
+    if args.hash_key:
+        print(hash_api_key(args.hash_key))
+        return 0
+    if not args.model:
+        raise SystemExit("qingfin serve: --model is required")
+    import uvicorn
+
+    # Workers are separate processes: settings travel through the environment to app_from_env.
+    os.environ["QINGFIN_MODEL"] = str(Path(args.model).resolve())
+    settings = {"QINGFIN_API_KEYS_FILE": args.api_keys_file, "QINGFIN_THREADS": args.threads,
+                "QINGFIN_MAX_TEXTS": args.max_texts, "QINGFIN_MAX_CHARS_PER_TEXT": args.max_chars_per_text,
+                "QINGFIN_MAX_BATCH": args.max_batch}
+    os.environ.update({key: str(value) for key, value in settings.items() if value is not None})
+    uvicorn.run("qingfin.serve.http:app_from_env", factory=True, host=args.host, port=args.port, workers=args.workers,
+                log_level="info", access_log=False)
+    return 0
+
+
 # -- base models ---------------------------------------------------------------------------
 
 def cmd_base_tiny(args: argparse.Namespace) -> int:
@@ -161,6 +212,14 @@ def build_parser() -> argparse.ArgumentParser:
     check = data_sub.add_parser("check", help="validate JSONL dataset files; exit 1 if any row is bad")
     check.add_argument("files", nargs="+")
     check.set_defaults(func=cmd_data_check)
+    build = data_sub.add_parser("build", help="rebuild data/processed/{train,dev,calib,test}.jsonl deterministically")
+    build.add_argument("--data-dir", help="the repository's data/ directory (default: the installed package's)")
+    build.add_argument("--out", help="output directory (default: DATA_DIR/processed)")
+    build.set_defaults(func=cmd_data_build)
+    imports = data_sub.add_parser("import-sources", help="copy annotated rows of the public datasets into data/sources")
+    imports.add_argument("--shared", required=True, help="folder holding the public datasets (e.g. ../shared/data)")
+    imports.add_argument("--data-dir", help="the repository's data/ directory")
+    imports.set_defaults(func=cmd_data_import)
 
     train = sub.add_parser("train", help="fine-tune a classifier from a TOML config")
     train.add_argument("--config", help="TOML run config (defaults apply for absent keys)")
@@ -192,6 +251,37 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--threads", type=int, default=None)
     predict.add_argument("texts", nargs="*")
     predict.set_defaults(func=cmd_predict)
+
+    batch = sub.add_parser("batch", help="moderate archives (JSONL/CSV/Parquet) into Parquet shards; resumable")
+    batch.add_argument("--model", required=True)
+    batch.add_argument("--input", nargs="+", required=True, metavar="PATH_OR_GLOB", help="files, directories or globs")
+    batch.add_argument("--output", required=True, help="output directory (re-running the same command resumes)")
+    batch.add_argument("--resume", action="store_true", help="accepted for clarity: an existing matching job always resumes")
+    batch.add_argument("--text-field", default="text")
+    batch.add_argument("--id-field", default="id", help="missing ids are replaced by a content hash")
+    batch.add_argument("--account-field", help="roll results up per account (accounts.parquet, contacts.parquet)")
+    batch.add_argument("--policy", help="account policy TOML (default: the packaged one, see README)")
+    batch.add_argument("--engine", choices=["local", "ray"], default="local")
+    batch.add_argument("--workers", type=int, default=1, help="Ray actors (engine ray)")
+    batch.add_argument("--batch-size", type=int, default=32)
+    batch.add_argument("--chunk-rows", type=int, default=2048, help="rows per committed output shard")
+    batch.add_argument("--max-chars", type=int, default=20_000, help="longer texts become error records")
+    batch.add_argument("--threads", type=int, help="onnxruntime threads")
+    batch.add_argument("--jsonl", action="store_true", help="also write JSONL result shards")
+    batch.set_defaults(func=cmd_batch)
+
+    serve = sub.add_parser("serve", help="run the moderation HTTP service (needs the http extra)")
+    serve.add_argument("--model", help="bundle directory")
+    serve.add_argument("--host", default="127.0.0.1", help="bind address (default loopback only)")
+    serve.add_argument("--port", type=int, default=8000)
+    serve.add_argument("--workers", type=int, default=1, help="worker processes, each with its own model copy")
+    serve.add_argument("--threads", type=int, help="onnxruntime threads per worker")
+    serve.add_argument("--api-keys-file", help="file of sha256 hashes of accepted API keys, one per line")
+    serve.add_argument("--max-texts", type=int, help="maximum texts per request (default 64)")
+    serve.add_argument("--max-chars-per-text", type=int, help="maximum characters per text (default 5000)")
+    serve.add_argument("--max-batch", type=int, help="micro-batch size (default 32)")
+    serve.add_argument("--hash-key", metavar="KEY", help="print the hash to store for an API key, then exit")
+    serve.set_defaults(func=cmd_serve)
 
     _add_base(sub)
     return parser

@@ -70,7 +70,7 @@ class CalibrationConfig:
 class ExportConfig:
     name: str = opt("qingfin-zhfin", "model name recorded in the bundle")
     version: str = opt("0.1.0", "bundle version: major = label schema, minor = retrain/recalibrate, patch = card")
-    opset: int = opt(17, "ONNX opset")
+    opset: int = opt(18, "ONNX opset")
     parity_tolerance: float = opt(1e-4, "max |torch - onnxruntime| logit difference allowed for fp32")
 
 

@@ -225,9 +225,7 @@ def _read_vocab(cur: _Cursor) -> UnigramVocab:
     offsets = cur.array("<u4", n_pieces + 1)
     scores = cur.array("<f4", n_pieces).astype(np.float32)
     blob = bytes(cur.take(blob_len))
-    pieces = tuple(
-        blob[offsets[i] : offsets[i + 1]].decode("utf-8") for i in range(n_pieces)
-    )
+    pieces = tuple(blob[offsets[i] : offsets[i + 1]].decode("utf-8") for i in range(n_pieces))
     return UnigramVocab(pieces, scores, bos, eos, pad, unk)
 
 
@@ -270,6 +268,9 @@ def read_e5(path: str | Path) -> E5File:
     tensors = _read_directory(cur, buffer.size)
     logger.debug(
         "read %s: %d pieces, %d normalizer entries, %d tensors",
-        path, len(vocab.pieces), len(normalizer), len(tensors),
+        path,
+        len(vocab.pieces),
+        len(normalizer),
+        len(tensors),
     )
     return E5File(header, vocab, normalizer, tensors, buffer)

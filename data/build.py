@@ -1,0 +1,159 @@
+"""``qingfin data build``: the labeled dataset v1 from committed sources, annotations and authored rows.
+
+Deterministic: the same committed inputs always give byte-identical splits. Steps:
+1. real rows = annotations joined with the in-repo copies of their source rows (provenance kept:
+   ``source``, ``source_id``, ``original_label``, ``origin``); authored rows as written;
+2. exact duplicates (same normalized text) are dropped, keeping the first in a fixed order;
+3. near-duplicates (character 5-gram Jaccard > 0.6) form groups that never straddle splits;
+4. groups are split about 70/10/10/10, stratified by their rarest label (or clean kind), by a
+   hash of the group's first id; synthetic call scripts go to train only;
+5. ``data/processed/{train,dev,calib,test}.jsonl`` plus ``manifest.json`` (sha256 and counts).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from collections import Counter, defaultdict
+from pathlib import Path
+
+from qingfin.data.hashing import file_sha256
+from qingfin.data.near_duplicates import near_duplicate_groups
+from qingfin.data.normalize import get_normalizer
+from qingfin.data.rows import check_files, write_rows
+from qingfin.data.schema import LABELS, SCHEMA_VERSION
+from qingfin.data.sources import SOURCES, load_source_rows, origin_of, read_annotations
+
+SPLITS = ("train", "dev", "calib", "test")
+RATIOS = (0.7, 0.1, 0.1, 0.1)
+DATA_DIR = Path(__file__).resolve().parent
+LABEL_RARITY = ("defamation", "economic_rumor", "grey_industry", "impersonation", "illegal_lending", "traffic_diversion")
+
+
+def real_rows(data_dir: Path) -> list[dict]:
+    sources = load_source_rows(data_dir)
+    rows = []
+    for note in read_annotations(data_dir / "annotations"):
+        original = sources.get((note["source"], note["source_id"]))
+        if original is None:
+            raise KeyError(f"annotation {note['source']}/{note['source_id']} has no source row; run `qingfin data import-sources`")
+        source = SOURCES[note["source"]]
+        row = {
+            "id": note["source_id"],
+            "text": original[source.text_field],
+            "labels": [label for label in LABELS if label in note["labels"]],
+            "source": note["source"],
+            "source_id": note["source_id"],
+            "original_label": " / ".join(str(original.get(f)) for f in source.label_fields),
+            "origin": origin_of(note["source"], note["source_id"]),
+            "kind": note["kind"],
+        }
+        for optional in ("platform", "note"):
+            if note.get(optional):
+                row[optional] = note[optional]
+        rows.append(row)
+    return rows
+
+
+def authored_rows(data_dir: Path) -> list[dict]:
+    rows = []
+    for path in sorted((data_dir / "authored").glob("*.jsonl")):
+        with open(path, encoding="utf-8") as handle:
+            for line in handle:
+                if line.strip():
+                    row = json.loads(line)
+                    row["labels"] = [label for label in LABELS if label in row["labels"]]
+                    row.setdefault("origin", "authored")
+                    rows.append(row)
+    return rows
+
+
+def drop_exact_duplicates(rows: list[dict]) -> tuple[list[dict], int]:
+    normalizer = get_normalizer("zh_basic.v1")
+    seen: set[str] = set()
+    kept = []
+    for row in rows:
+        key = "".join(normalizer(row["text"]).split()).lower()
+        if key not in seen:
+            seen.add(key)
+            kept.append(row)
+    return kept, len(rows) - len(kept)
+
+
+def _stratum(group_rows: list[dict]) -> str:
+    labels = {label for row in group_rows for label in row["labels"]}
+    for label in LABEL_RARITY:
+        if label in labels:
+            return label
+    kinds = {row.get("kind", "negative") for row in group_rows}
+    return "hard_negative" if "hard_negative" in kinds else "negative"
+
+
+def _stable_hash(text: str) -> str:
+    return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def assign_splits(rows: list[dict]) -> dict[str, list[dict]]:
+    groups = near_duplicate_groups([row["text"] for row in rows])
+    members: dict[int, list[dict]] = defaultdict(list)
+    for row, group in zip(rows, groups):
+        members[group].append(row)
+    strata: dict[str, list[list[dict]]] = defaultdict(list)
+    splits: dict[str, list[dict]] = {name: [] for name in SPLITS}
+    for group_rows in members.values():
+        if any(row["origin"] == "synthetic-script" for row in group_rows):
+            splits["train"].extend(group_rows)  # synthetic call scripts: training only
+        else:
+            strata[_stratum(group_rows)].append(group_rows)
+    for stratum in sorted(strata):
+        ordered = sorted(strata[stratum], key=lambda g: _stable_hash(g[0]["id"]))
+        total = sum(len(g) for g in ordered)
+        assigned = 0
+        for group_rows in ordered:
+            position = (assigned + len(group_rows) / 2) / total
+            name = _split_at(position)
+            splits[name].extend(group_rows)
+            assigned += len(group_rows)
+    for name in SPLITS:
+        splits[name].sort(key=lambda r: _stable_hash(r["id"]))
+    return splits
+
+
+def _split_at(position: float) -> str:
+    # Evaluation splits first so that each stratum's small head lands there too.
+    edges, cumulative = {}, 0.0
+    for name, ratio in zip(("test", "calib", "dev", "train"), (RATIOS[3], RATIOS[2], RATIOS[1], RATIOS[0])):
+        cumulative += ratio
+        edges[name] = cumulative
+    for name in ("test", "calib", "dev", "train"):
+        if position < edges[name]:
+            return name
+    return "train"
+
+
+def build(data_dir: Path = DATA_DIR, out_dir: Path | None = None) -> dict:
+    """Build the splits; returns the manifest (also written to ``out_dir/manifest.json``)."""
+    out_dir = out_dir or data_dir / "processed"
+    rows = real_rows(data_dir) + authored_rows(data_dir)
+    total_in = len(rows)
+    rows, exact = drop_exact_duplicates(rows)
+    splits = assign_splits(rows)
+    manifest = {"schema_version": SCHEMA_VERSION, "input_rows": total_in, "exact_duplicates_dropped": exact, "splits": {}}
+    for name in SPLITS:
+        path = out_dir / f"{name}.jsonl"
+        write_rows(splits[name], path)
+        manifest["splits"][name] = {"rows": len(splits[name]), "sha256": file_sha256(path), **split_counts(splits[name])}
+    report = check_files([out_dir / f"{name}.jsonl" for name in SPLITS])
+    if not report.ok:
+        raise ValueError(f"built splits failed validation: {report.problems[:5]}")
+    (out_dir / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    return manifest
+
+
+def split_counts(rows: list[dict]) -> dict:
+    return {
+        "labels": {label: sum(label in r["labels"] for r in rows) for label in LABELS},
+        "clean": sum(not r["labels"] for r in rows),
+        "kind": dict(sorted(Counter(r.get("kind", "?") for r in rows).items())),
+        "origin": dict(sorted(Counter(r["origin"] for r in rows).items())),
+    }
