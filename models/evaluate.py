@@ -79,13 +79,50 @@ def evaluate_rows(classifier, rows: list[dict], batch_size: int = 32) -> dict:
     }
 
 
-def evaluate_file(model: str | Path, data: str | Path, out: str | Path | None = None, precision: str | None = None) -> dict:
-    """Evaluate a bundle on a labeled file; with ``out`` write ``metrics.json`` and ``report.md``."""
+EVALUATION_ATTACK_SEED = 20261128  # training augmentation uses its own, different seed
+
+
+def attack_results(classifier, rows: list[dict], seed: int = EVALUATION_ATTACK_SEED, batch_size: int = 32) -> dict:
+    """Per attack kind: per-label F1 at review on (attacked positives + unchanged negatives),
+    next to the clean F1 on the same positives' originals (``"clean"``)."""
+    from qingfin.data.attack import ATTACK_KINDS, attack_rows
+
+    negatives = [row for row in rows if not row["labels"]]
+    review = [classifier.thresholds[label]["review"] for label in classifier.labels]
+    negative_probs = classifier.predict_proba([r["text"] for r in negatives], batch_size=batch_size)
+
+    def score(positive_rows: list[dict]) -> dict:
+        probs = np.concatenate([classifier.predict_proba([r["text"] for r in positive_rows], batch_size=batch_size), negative_probs])
+        y_true = labels_matrix([r["labels"] for r in positive_rows + negatives], classifier.labels)
+        per = metrics.precision_recall_f1(y_true, probs, review)
+        flagged = (probs[: len(positive_rows)] >= np.asarray(review)[None, :]).any(1)
+        return {"rows": len(positive_rows), "per_label_f1": dict(zip(classifier.labels, map(float, per["f1"]))),
+                "macro_f1": float(per["f1"].mean()), "recall_any": float(flagged.mean()) if len(flagged) else None}
+
+    results = {}
+    for kind in ATTACK_KINDS:
+        attacked = list(attack_rows(rows, [kind], seed=seed))
+        if not attacked:
+            continue
+        originals = {row["id"]: row for row in rows}
+        results[kind] = {"attacked": score(attacked), "clean": score([originals[r["attack_of"]] for r in attacked])}
+    return results
+
+
+def evaluate_file(model: str | Path, data: str | Path, out: str | Path | None = None, precision: str | None = None,
+                  attack: bool = False) -> dict:
+    """Evaluate a bundle on a labeled file; with ``out`` write ``metrics.json`` and ``report.md``.
+
+    With ``attack``, also the attack suite's per-kind F1 next to clean F1 (seeded, reproducible).
+    """
     from qingfin.serve import Classifier
 
     classifier = Classifier.load(model, precision=precision)
-    result = evaluate_rows(classifier, read_rows(data))
+    rows = read_rows(data)
+    result = evaluate_rows(classifier, rows)
     result["data"] = str(data)
+    if attack:
+        result["attacks"] = attack_results(classifier, rows)
     if out is not None:
         out = Path(out)
         out.mkdir(parents=True, exist_ok=True)
@@ -112,6 +149,13 @@ def markdown_report(result: dict) -> str:
         macro, micro = report["macro"], report["micro"]
         lines += [f"| **macro** | | {_pct(macro['precision'])} | {_pct(macro['recall'])} | {_pct(macro['f1'])} | {_pct(macro['pr_auc'])} | {macro['ece']:.3f} | |",
                   f"| **micro** | | {_pct(micro['precision'])} | {_pct(micro['recall'])} | {_pct(micro['f1'])} | | | |", ""]
+    if result.get("attacks"):
+        lines += ["## Obfuscation attacks (review thresholds; attacked positives + unchanged negatives)", "",
+                  "| attack | rows | macro-F1 attacked | macro-F1 clean | recall (any) attacked | recall (any) clean |", "|---|---|---|---|---|---|"]
+        for kind, r in result["attacks"].items():
+            lines.append(f"| {kind} | {r['attacked']['rows']} | {_pct(r['attacked']['macro_f1'])} | {_pct(r['clean']['macro_f1'])} | "
+                         f"{_pct(r['attacked']['recall_any'])} | {_pct(r['clean']['recall_any'])} |")
+        lines.append("")
     for field_name, groups in result["slices"].items():
         lines += [f"## Slices by `{field_name}` (review thresholds)", "", "| value | rows | positive rows | macro-F1 | recall (any label) | flag rate |",
                   "|---|---|---|---|---|---|"]

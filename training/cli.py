@@ -90,7 +90,7 @@ def cmd_export(args: argparse.Namespace) -> int:
 def cmd_evaluate(args: argparse.Namespace) -> int:
     from qingfin.models.evaluate import evaluate_file, markdown_report
 
-    result = evaluate_file(args.model, args.data, args.out, precision=args.precision)
+    result = evaluate_file(args.model, args.data, args.out, precision=args.precision, attack=args.attack)
     print(markdown_report(result))
     return 0
 
@@ -140,6 +140,38 @@ def cmd_predict(args: argparse.Namespace) -> int:
         record = {"line": line, **({"id": item["id"]} if item["id"] is not None else {}), **next(predictions).to_dict()}
         print(json.dumps(record, ensure_ascii=False))
     return 1 if errors else 0
+
+
+def cmd_attack(args: argparse.Namespace) -> int:
+    from qingfin.data.attack import attack_file
+
+    _print_json(attack_file(args.data, args.out, kinds=args.kinds, seed=args.seed))
+    return 0
+
+
+def cmd_normalize(args: argparse.Namespace) -> int:
+    from qingfin.data.normalize import get_normalizer
+
+    normalizer = get_normalizer(args.normalizer)
+    if args.bench:
+        from qingfin.data.zh_fin import bench_normalizer
+        from qingfin.serve.bench import load_texts
+
+        _print_json(bench_normalizer(load_texts(args.bench, 100_000), seconds=args.seconds))
+        return 0
+    for text in args.texts or (line.rstrip("\n") for line in sys.stdin):
+        print(normalizer(text))
+    return 0
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    from qingfin.serve.bench import format_bench, run_bench
+
+    report = run_bench(args.model, args.data, args.limit, args.threads, args.torch_run, args.budget)
+    print(format_bench(report))
+    if args.json:
+        Path(args.json).write_text(json.dumps(report, indent=2), encoding="utf-8")
+    return 0
 
 
 def cmd_batch(args: argparse.Namespace) -> int:
@@ -243,6 +275,7 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--data", required=True)
     evaluate.add_argument("--out", help="directory for metrics.json and report.md")
     evaluate.add_argument("--precision", choices=["int8", "fp32"])
+    evaluate.add_argument("--attack", action="store_true", help="also report per-label F1 per obfuscation attack kind")
     evaluate.set_defaults(func=cmd_evaluate)
 
     predict = sub.add_parser("predict", help="moderate texts given as arguments, or JSONL/lines on stdin")
@@ -251,6 +284,30 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--threads", type=int, default=None)
     predict.add_argument("texts", nargs="*")
     predict.set_defaults(func=cmd_predict)
+
+    attack = sub.add_parser("attack", help="write seeded, label-preserving disguised copies of positive rows")
+    attack.add_argument("--data", required=True)
+    attack.add_argument("--out", required=True)
+    attack.add_argument("--kinds", nargs="+", help="attack kinds (default: all)")
+    attack.add_argument("--seed", type=int, default=0)
+    attack.set_defaults(func=cmd_attack)
+
+    normalize = sub.add_parser("normalize", help="print normalized texts, or benchmark a normalizer")
+    normalize.add_argument("--normalizer", default="zh_fin.v1")
+    normalize.add_argument("--bench", metavar="JSONL", help="benchmark posts/s on the texts of this file")
+    normalize.add_argument("--seconds", type=float, default=3.0)
+    normalize.add_argument("texts", nargs="*")
+    normalize.set_defaults(func=cmd_normalize)
+
+    bench = sub.add_parser("bench", help="speed of a bundle: throughput, latency, int8 vs fp32, GFLOP/s")
+    bench.add_argument("--model", required=True)
+    bench.add_argument("--data", default="data/processed/test.jsonl", help="JSONL with a text field (the real length mix)")
+    bench.add_argument("--limit", type=int, default=1000, help="texts to use")
+    bench.add_argument("--threads", type=int)
+    bench.add_argument("--budget", type=float, default=20.0, help="seconds per measurement at most")
+    bench.add_argument("--torch-run", help="training run directory, to add torch eager for comparison")
+    bench.add_argument("--json", help="also write the full report as JSON here")
+    bench.set_defaults(func=cmd_bench)
 
     batch = sub.add_parser("batch", help="moderate archives (JSONL/CSV/Parquet) into Parquet shards; resumable")
     batch.add_argument("--model", required=True)

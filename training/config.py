@@ -25,7 +25,9 @@ class DataConfig:
     dev: str = opt("data/processed/dev.jsonl", "dev rows: early stopping and model selection")
     calib: str = opt("data/processed/calib.jsonl", "calibration rows: temperatures and thresholds")
     test: str = opt("data/processed/test.jsonl", "test rows: final evaluation only")
-    normalizer: str = opt("zh_fin.v1", "versioned normalizer applied before tokenization (training and serving)")
+    normalizer: str = opt(
+        "zh_fin.v1", "versioned normalizer applied before tokenization (training and serving)"
+    )
     max_length: int = opt(128, "maximum tokens per text; longer texts are truncated")
     augment: bool = opt(False, "add attack-suite disguised copies of positive training rows")
     augment_seed: int = opt(1234, "seed for augmentation (differs from evaluation's attack seed)")
@@ -34,11 +36,16 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    base: str = opt("", "local Hugging Face BERT-family directory; empty = the prepared multilingual-e5-small base")
+    base: str = opt(
+        "",
+        "local Hugging Face BERT-family directory; empty = the prepared multilingual-e5-small base",
+    )
     pooling: str = opt("mean", "sentence pooling: 'mean' (masked mean of tokens) or 'cls'")
     dropout: float = opt(0.1, "dropout before the classification head")
     layers: int = opt(0, "keep only the bottom N encoder layers (0 = all)")
-    freeze_embeddings: bool = opt(False, "freeze the word embeddings (faster, fewer trainable parameters)")
+    freeze_embeddings: bool = opt(
+        False, "freeze the word embeddings (faster, fewer trainable parameters)"
+    )
 
 
 @dataclass
@@ -52,26 +59,37 @@ class TrainConfig:
     warmup_ratio: float = opt(0.06, "share of steps spent warming up the learning rate")
     batch_size: int = opt(16, "training batch size")
     eval_batch_size: int = opt(64, "evaluation batch size")
+    group_by_length: bool = opt(
+        True, "batch texts of similar length together (less padding, faster on CPU)"
+    )
     pos_weight: bool = opt(True, "weight positives per label by negatives/positives in BCE")
     max_pos_weight: float = opt(10.0, "upper bound for the per-label positive weight")
     eval_steps: int = opt(0, "evaluate every N steps (0 = once per epoch)")
-    early_stopping_patience: int = opt(2, "evaluations without dev macro-F1 improvement before stopping")
+    early_stopping_patience: int = opt(
+        2, "evaluations without dev macro-F1 improvement before stopping"
+    )
     logging_steps: int = opt(20, "log training loss every N steps")
     threads: int = opt(0, "torch CPU threads (0 = torch's default)")
 
 
 @dataclass
 class CalibrationConfig:
-    review_min_precision: float = opt(0.0, "review threshold: lowest with this precision (0 = best F1)")
+    review_min_precision: float = opt(
+        0.0, "review threshold: lowest with this precision (0 = best F1)"
+    )
     block_precision: float = opt(0.95, "block threshold: lowest reaching this precision")
 
 
 @dataclass
 class ExportConfig:
     name: str = opt("qingfin-zhfin", "model name recorded in the bundle")
-    version: str = opt("0.1.0", "bundle version: major = label schema, minor = retrain/recalibrate, patch = card")
+    version: str = opt(
+        "0.1.0", "bundle version: major = label schema, minor = retrain/recalibrate, patch = card"
+    )
     opset: int = opt(18, "ONNX opset")
-    parity_tolerance: float = opt(1e-4, "max |torch - onnxruntime| logit difference allowed for fp32")
+    parity_tolerance: float = opt(
+        1e-4, "max |torch - onnxruntime| logit difference allowed for fp32"
+    )
 
 
 @dataclass

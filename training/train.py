@@ -10,7 +10,13 @@ from pathlib import Path
 
 import numpy as np
 import torch
-from transformers import DataCollatorWithPadding, EarlyStoppingCallback, Trainer, TrainingArguments, set_seed
+from transformers import (
+    DataCollatorWithPadding,
+    EarlyStoppingCallback,
+    Trainer,
+    TrainingArguments,
+    set_seed,
+)
 
 from qingfin.data.hashing import file_sha256
 from qingfin.data.schema import LABELS
@@ -74,6 +80,7 @@ def training_arguments(config: RunConfig, run_dir: Path, steps_per_epoch: int) -
         warmup_steps=int(t.warmup_ratio * total_steps),
         per_device_train_batch_size=t.batch_size,
         per_device_eval_batch_size=t.eval_batch_size,
+        train_sampling_strategy="group_by_length" if t.group_by_length else "random",
         eval_strategy=strategy,
         save_strategy=strategy,
         eval_steps=t.eval_steps or None,
@@ -108,11 +115,17 @@ def train(config: RunConfig) -> Path:
     train_split = load_split(config.data.train, config.data.normalizer)
     dev_split = load_split(config.data.dev, config.data.normalizer)
     if config.data.augment:
-        extra = augmented_rows(train_split.rows, config.data.augment_seed, config.data.augment_copies)
+        extra = augmented_rows(
+            train_split.rows, config.data.augment_seed, config.data.augment_copies
+        )
         train_split = _extend(train_split, extra, config.data.normalizer)
-    logger.info("train rows %d, dev rows %d, base %s", len(train_split.rows), len(dev_split.rows), base_dir)
+    logger.info(
+        "train rows %d, dev rows %d, base %s", len(train_split.rows), len(dev_split.rows), base_dir
+    )
 
-    model = MultiLabelModel.from_base(base_dir, LABELS, config.model.pooling, config.model.dropout, config.model.layers)
+    model = MultiLabelModel.from_base(
+        base_dir, LABELS, config.model.pooling, config.model.dropout, config.model.layers
+    )
     if config.model.freeze_embeddings:
         model.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
     if config.train.pos_weight:
@@ -128,7 +141,9 @@ def train(config: RunConfig) -> Path:
         eval_dataset=dev_data,
         data_collator=DataCollatorWithPadding(tokenizer),
         compute_metrics=_compute_metrics,
-        callbacks=[EarlyStoppingCallback(early_stopping_patience=config.train.early_stopping_patience)],
+        callbacks=[
+            EarlyStoppingCallback(early_stopping_patience=config.train.early_stopping_patience)
+        ],
     )
     result = trainer.train()
     best = trainer.evaluate()
@@ -146,8 +161,14 @@ def train(config: RunConfig) -> Path:
         "wall_seconds": round(time.time() - started, 1),
         "config": to_dict(config),
     }
-    (run_dir / "train_summary.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8")
-    logger.info("trained in %.0f s; best dev macro-F1 %.4f", summary["wall_seconds"], summary["best_dev_macro_f1"] or 0)
+    (run_dir / "train_summary.json").write_text(
+        json.dumps(summary, ensure_ascii=False, indent=2), encoding="utf-8"
+    )
+    logger.info(
+        "trained in %.0f s; best dev macro-F1 %.4f",
+        summary["wall_seconds"],
+        summary["best_dev_macro_f1"] or 0,
+    )
     return run_dir
 
 
