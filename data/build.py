@@ -68,6 +68,29 @@ def authored_rows(data_dir: Path) -> list[dict]:
     return rows
 
 
+def apply_adjudications(rows: list[dict], data_dir: Path) -> int:
+    """Replace labels with the adjudicated ones from ``data/qc/adjudication_*.jsonl`` (by id).
+
+    A row whose labels become empty is a hard negative; one that gains labels is a positive.
+    """
+    final: dict[str, list[str]] = {}
+    for path in sorted((data_dir / "qc").glob("adjudication_*.jsonl")):
+        with open(path, encoding="utf-8") as handle:
+            for item in map(json.loads, filter(str.strip, handle)):
+                final[item["id"]] = item["final"]
+    changed = 0
+    for row in rows:
+        if row["id"] in final and final[row["id"]] != row["labels"]:
+            row["labels"] = [label for label in LABELS if label in final[row["id"]]]
+            if not row["labels"] and row.get("kind") in ("positive", "obfuscated"):
+                row["kind"] = "hard_negative"
+            elif row["labels"] and row.get("kind") in ("negative", "hard_negative"):
+                row["kind"] = "positive"
+            row["adjudicated"] = "second-pass review"
+            changed += 1
+    return changed
+
+
 def drop_exact_duplicates(rows: list[dict]) -> tuple[list[dict], int]:
     normalizer = get_normalizer("zh_basic.v1")
     seen: set[str] = set()
@@ -135,10 +158,12 @@ def build(data_dir: Path = DATA_DIR, out_dir: Path | None = None) -> dict:
     """Build the splits; returns the manifest (also written to ``out_dir/manifest.json``)."""
     out_dir = out_dir or data_dir / "processed"
     rows = real_rows(data_dir) + authored_rows(data_dir)
+    adjudicated = apply_adjudications(rows, data_dir)
     total_in = len(rows)
     rows, exact = drop_exact_duplicates(rows)
     splits = assign_splits(rows)
-    manifest = {"schema_version": SCHEMA_VERSION, "input_rows": total_in, "exact_duplicates_dropped": exact, "splits": {}}
+    manifest = {"schema_version": SCHEMA_VERSION, "input_rows": total_in, "exact_duplicates_dropped": exact,
+                "adjudicated_rows_changed": adjudicated, "splits": {}}
     for name in SPLITS:
         path = out_dir / f"{name}.jsonl"
         write_rows(splits[name], path)
