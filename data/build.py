@@ -91,6 +91,15 @@ def apply_adjudications(rows: list[dict], data_dir: Path) -> int:
     return changed
 
 
+def drop_authored_near_duplicates(rows: list[dict]) -> tuple[list[dict], int]:
+    """Keep one authored row per near-duplicate group (5-gram Jaccard > 0.6): authored items
+    must not share a skeleton. Real rows are kept (they are grouped, not dropped, later)."""
+    authored = [i for i, row in enumerate(rows) if row["origin"] == "authored"]
+    groups = near_duplicate_groups([rows[i]["text"] for i in authored])
+    drop = {authored[position] for position, group in enumerate(groups) if group != position}
+    return [row for i, row in enumerate(rows) if i not in drop], len(drop)
+
+
 def drop_exact_duplicates(rows: list[dict]) -> tuple[list[dict], int]:
     normalizer = get_normalizer("zh_basic.v1")
     seen: set[str] = set()
@@ -161,8 +170,10 @@ def build(data_dir: Path = DATA_DIR, out_dir: Path | None = None) -> dict:
     adjudicated = apply_adjudications(rows, data_dir)
     total_in = len(rows)
     rows, exact = drop_exact_duplicates(rows)
+    rows, near = drop_authored_near_duplicates(rows)
     splits = assign_splits(rows)
     manifest = {"schema_version": SCHEMA_VERSION, "input_rows": total_in, "exact_duplicates_dropped": exact,
+                "authored_near_duplicates_dropped": near,
                 "adjudicated_rows_changed": adjudicated, "splits": {}}
     for name in SPLITS:
         path = out_dir / f"{name}.jsonl"

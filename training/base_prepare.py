@@ -650,7 +650,9 @@ def _resolve_layers(layers: int | None, header: E5Header) -> int:
     return layers
 
 
-def _sample_inputs(vocab_samples: Sequence[str | Path]) -> list[Path]:
+def _sample_inputs(vocab_samples: Sequence[str | Path] | str | Path) -> list[Path]:
+    if isinstance(vocab_samples, (str, Path)):  # one path, not a sequence of characters
+        vocab_samples = [vocab_samples]
     paths = [Path(p).expanduser().resolve() for p in vocab_samples] or default_vocab_samples()
     missing = [str(p) for p in paths if not p.is_file()]
     if missing:
@@ -684,13 +686,12 @@ def prepare_base(
     samples = _sample_inputs(vocab_samples)
     normalizers = _sample_normalizers()
     e5 = read_e5(bin_path)
-    n_layers = _resolve_layers(layers, e5.header)
     sample_meta = [{"path": str(p), "sha256": sha256_file(p)} for p in samples]
     key_inputs = {
         "code_version": CODE_VERSION,
         "source_sha256": sha256_file(bin_path),
         "sample_sha256": sorted(m["sha256"] for m in sample_meta),
-        "layers": n_layers,
+        "layers": _resolve_layers(layers, e5.header),
         "rule": asdict(rule),
         "normalizers": [name for name, _ in normalizers],
     }
@@ -701,66 +702,85 @@ def prepare_base(
         return out
 
     logger.info("preparing base from %s into %s", bin_path, out)
-    full = full_tokenizer(e5)
+    kept, pruning = _choose_vocabulary(e5, samples, sample_meta, normalizers, rule)
+    manifest = {
+        "format": MANIFEST_FORMAT,
+        "format_version": MANIFEST_FORMAT_VERSION,
+        "code_version": CODE_VERSION,
+        "cache_key": key,
+        "cache_inputs": key_inputs,
+        "source": {
+            **provenance,
+            "sha256": key_inputs["source_sha256"],
+            "bytes": bin_path.stat().st_size,
+        },
+        "upstream_model": UPSTREAM_MODEL,
+        "attribution": ATTRIBUTION,
+        "license": "MIT",
+        "pooling": "mean over attention_mask; inputs prefixed 'query: ' or 'passage: '",
+        "pooler": "none: load with AutoModel.from_pretrained(dir, add_pooling_layer=False)",
+        "pruning": pruning,
+        "layers": {"original": e5.header.layers, "kept": key_inputs["layers"], "which": "bottom"},
+        "built_with": _versions(),
+    }
+    _build(out, e5, kept, manifest)
+    elapsed = time.perf_counter() - started
+    logger.info("base ready at %s (%.1f s, %d parameters)", out, elapsed, manifest["parameters"])
+    return out
+
+
+def _choose_vocabulary(
+    e5: E5File,
+    samples: Sequence[Path],
+    sample_meta: list[dict],
+    normalizers: Sequence[tuple[str, object]],
+    rule: PruneRule,
+) -> tuple[np.ndarray, dict]:
+    """Kept original ids (sorted) and the manifest's ``pruning`` section."""
     texts: list[str] = []
     for meta, path in zip(sample_meta, samples):
         file_texts = list(read_sample_texts(path))
         meta["texts"] = len(file_texts)
         texts.extend(file_texts)
     variants = sample_variants(texts, normalizers) + list(E5_PREFIXES)
-    seen = seen_piece_ids(full, variants)
+    seen = seen_piece_ids(full_tokenizer(e5), variants)
     kept, reasons = select_pieces(e5.vocab, seen, rule)
-    remap = remap_table(kept, len(e5.vocab.pieces))
     logger.info("vocabulary: %d of %d pieces kept %s", len(kept), len(e5.vocab.pieces), reasons)
+    return kept, {
+        "rule": rule.describe(),
+        "params": asdict(rule),
+        "vocab_original": len(e5.vocab.pieces),
+        "embedding_rows_original": e5.header.vocab_rows,
+        "vocab_kept": len(kept),
+        "kept_by_reason": reasons,
+        "samples": sample_meta,
+        "sample_texts": len(texts),
+        "sample_variants": len(variants),
+        "normalizers": [name for name, _ in normalizers],
+    }
 
+
+def _build(out: Path, e5: E5File, kept: np.ndarray, manifest: dict) -> None:
+    """Write everything into a staging directory next to ``out``, then move it into place.
+
+    Staging keeps a crash or a concurrent run from leaving a half-written base at ``out``.
+    """
     out.parent.mkdir(parents=True, exist_ok=True)
     staging = out.parent / f".{out.name}.staging-{os.getpid()}"
     shutil.rmtree(staging, ignore_errors=True)
     staging.mkdir()
     try:
-        parameters = _write_base(staging, e5, kept, remap, n_layers)
-        manifest = {
-            "format": MANIFEST_FORMAT,
-            "format_version": MANIFEST_FORMAT_VERSION,
-            "code_version": CODE_VERSION,
-            "cache_key": key,
-            "cache_inputs": key_inputs,
-            "source": {
-                **provenance,
-                "sha256": key_inputs["source_sha256"],
-                "bytes": bin_path.stat().st_size,
-            },
-            "upstream_model": UPSTREAM_MODEL,
-            "attribution": ATTRIBUTION,
-            "license": "MIT",
-            "pooling": "mean over attention_mask; inputs prefixed 'query: ' or 'passage: '",
-            "pooler": "none: load with AutoModel.from_pretrained(dir, add_pooling_layer=False)",
-            "pruning": {
-                "rule": rule.describe(),
-                "params": asdict(rule),
-                "vocab_original": len(e5.vocab.pieces),
-                "embedding_rows_original": e5.header.vocab_rows,
-                "vocab_kept": len(kept),
-                "kept_by_reason": reasons,
-                "samples": sample_meta,
-                "sample_texts": len(texts),
-                "sample_variants": len(variants),
-                "normalizers": key_inputs["normalizers"],
-            },
-            "layers": {"original": e5.header.layers, "kept": n_layers, "which": "bottom"},
-            "parameters": parameters,
-            "built_with": _versions(),
-            "files": _file_table(staging),
-        }
+        remap = remap_table(kept, len(e5.vocab.pieces))
+        manifest["parameters"] = _write_base(staging, e5, kept, remap, manifest["layers"]["kept"])
+        manifest["files"] = _file_table(staging)
         _write_json(staging / "base_manifest.json", manifest)
-        _publish(staging, out)
+        if _is_complete(out, manifest["cache_key"]):  # a concurrent run published it first
+            shutil.rmtree(staging)
+        else:
+            _publish(staging, out)
     except BaseException:
         shutil.rmtree(staging, ignore_errors=True)
         raise
-    logger.info(
-        "base ready at %s (%.1f s, %d parameters)", out, time.perf_counter() - started, parameters
-    )
-    return out
 
 
 def _write_base(

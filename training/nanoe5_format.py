@@ -144,7 +144,8 @@ def q4_0_nbytes(n: int) -> int:
 def dequantize_q4_0(raw: np.ndarray, n: int) -> np.ndarray:
     """Unpack ``n`` Q4_0 weights from ``raw`` (uint8 ``[n / 32 * 18]``) to float32 ``[n]``.
 
-    >>> block = np.zeros(18, np.uint8); block[:2] = np.frombuffer(np.float16(0.5).tobytes(), np.uint8)
+    >>> block = np.zeros(18, np.uint8)
+    >>> block[:2] = np.frombuffer(np.float16(0.5).tobytes(), np.uint8)  # the fp16 scale
     >>> block[2] = 0x9F  # weight 0 is nibble 0xF, weight 16 is nibble 0x9
     >>> w = dequantize_q4_0(block, 32); float(w[0]), float(w[16]), float(w[1])
     (3.5, 0.5, -4.0)
