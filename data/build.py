@@ -17,6 +17,7 @@ import json
 from collections import Counter, defaultdict
 from pathlib import Path
 
+from qingfin.data.card import stats_markdown, update_card
 from qingfin.data.hashing import file_sha256
 from qingfin.data.near_duplicates import near_duplicate_groups
 from qingfin.data.normalize import get_normalizer
@@ -183,6 +184,8 @@ def build(data_dir: Path = DATA_DIR, out_dir: Path | None = None) -> dict:
     if not report.ok:
         raise ValueError(f"built splits failed validation: {report.problems[:5]}")
     (out_dir / "manifest.json").write_text(json.dumps(manifest, ensure_ascii=False, indent=2) + "\n", encoding="utf-8")
+    if out_dir == data_dir / "processed":
+        update_card(data_dir / "README.md", stats_markdown(splits, manifest))
     return manifest
 
 

@@ -142,6 +142,14 @@ def cmd_predict(args: argparse.Namespace) -> int:
     return 1 if errors else 0
 
 
+def cmd_report(args: argparse.Namespace) -> int:
+    from qingfin.models.report import build_report
+
+    build_report(args.model, args.data_dir, args.out, args.fp32_model, args.base, args.notes)
+    print((Path(args.out) / "README.md").read_text(encoding="utf-8"))
+    return 0
+
+
 def cmd_attack(args: argparse.Namespace) -> int:
     from qingfin.data.attack import attack_file
 
@@ -284,6 +292,15 @@ def build_parser() -> argparse.ArgumentParser:
     predict.add_argument("--threads", type=int, default=None)
     predict.add_argument("texts", nargs="*")
     predict.set_defaults(func=cmd_predict)
+
+    report = sub.add_parser("report", help="release evaluation report against baselines (Markdown + PNG)")
+    report.add_argument("--model", required=True, help="the shipped (int8) bundle")
+    report.add_argument("--fp32-model", help="a bundle with the fp32 twin")
+    report.add_argument("--data-dir", default="data/processed")
+    report.add_argument("--out", required=True)
+    report.add_argument("--base", help="base model directory for the frozen-embedding baseline")
+    report.add_argument("--notes", help="JSON {row id: analysis} for the worst-errors table")
+    report.set_defaults(func=cmd_report)
 
     attack = sub.add_parser("attack", help="write seeded, label-preserving disguised copies of positive rows")
     attack.add_argument("--data", required=True)

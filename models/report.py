@@ -1,0 +1,172 @@
+"""``qingfin report``: the release evaluation report (Markdown + PNG) against baselines.
+
+Side by side on the same test split, thresholds chosen on calib by the same policy: the keyword
+filter, TF-IDF + LR, LR on frozen base embeddings, the shipped int8 model and its fp32 twin.
+Plus per-label PR curves and reliability diagrams, confusion per label, slices (kind, platform,
+origin, attack kind) and the worst errors with short hand-written analyses (``--notes``).
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+
+import numpy as np
+
+from qingfin.data.rows import read_rows
+from qingfin.data.schema import LABELS
+from qingfin.models import analysis, metrics
+from qingfin.models.baselines import kind_rates, run_baselines
+from qingfin.models.calibration import ThresholdPolicy
+from qingfin.models.evaluate import attack_results, evaluate_rows
+
+logger = logging.getLogger(__name__)
+
+
+def _system_row(name: str, review: dict, block: dict, kinds: dict) -> list:
+    return [name, review["macro"]["f1"], review["micro"]["f1"], review["macro"]["pr_auc"], block["macro"]["precision"],
+            block["macro"]["recall"], kinds["hard_negative_flag_rate"], kinds["obfuscated_recall"]]
+
+
+def plot_pr_curves(y_true: np.ndarray, probs_by_name: dict[str, np.ndarray], labels) -> "object":
+    """One panel per label: precision against recall for each named system."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    figure, axes = plt.subplots(2, 3, figsize=(13, 7.5))
+    for k, (label, axis) in enumerate(zip(labels, axes.ravel())):
+        for name, probs in probs_by_name.items():
+            curve = metrics.precision_recall_curve(y_true[:, k], probs[:, k])
+            ap = metrics.average_precision(y_true[:, k : k + 1], probs[:, k : k + 1])[0]
+            axis.plot(curve["recall"], curve["precision"], label=f"{name} (AP {ap:.2f})")
+        axis.set_title(label)
+        axis.set_xlabel("recall")
+        axis.set_ylabel("precision")
+        axis.set_ylim(0, 1.02)
+        axis.legend(fontsize=7, loc="lower left")
+    figure.tight_layout()
+    return figure
+
+
+def _worst_errors(rows: list[dict], probs: np.ndarray, review: np.ndarray, classifier, limit: int = 12) -> list[dict]:
+    y = np.array([[label in r["labels"] for label in LABELS] for r in rows])
+    fp_scores = np.where(~y, probs - review[None, :], -np.inf).max(1)   # margin above review on a wrong label
+    fn_scores = np.where(y, review[None, :] - probs, -np.inf).max(1)   # margin below review on a true label
+    picked = []
+    for kind, score in (("false positive", fp_scores), ("false negative", fn_scores)):
+        for index in np.argsort(-score)[:limit]:
+            if score[index] <= 0:
+                continue
+            row = rows[index]
+            top = {label: round(float(p), 3) for label, p in zip(LABELS, probs[index]) if p >= 0.2 or label in row["labels"]}
+            evidence = classifier.predict([row["text"]])[0].evidence
+            picked.append({"error": kind, "id": row["id"], "kind": row.get("kind"), "origin": row["origin"], "labels": row["labels"],
+                           "scores": top, "text": row["text"], "evidence": analysis.evidence_summary(evidence)})
+    return picked
+
+
+def build_report(model: str | Path, data_dir: str | Path, out: str | Path, fp32_model: str | Path | None = None,
+                 base_dir: str | Path | None = None, notes: str | Path | None = None) -> dict:
+    from qingfin.serve import Classifier
+
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    data_dir = Path(data_dir)
+    train, calib, test = (read_rows(data_dir / f"{name}.jsonl") for name in ("train", "calib", "test"))
+    shipped = Classifier.load(model)
+    policy_doc = shipped.bundle.thresholds["policy"]
+    policy = ThresholdPolicy(review_min_precision=policy_doc.get("review_min_precision"), block_precision=policy_doc["block_precision"])
+
+    systems, probs_by_name, evaluations = {}, {}, {}
+    for name, path, precision in (("shipped int8", model, None), ("fp32 twin", fp32_model, "fp32")):
+        if path is None:
+            continue
+        classifier = Classifier.load(path, precision=precision)
+        evaluations[name] = evaluate_rows(classifier, test)
+        scores = analysis.score_rows(classifier, test)
+        probs_by_name[name] = scores["calibrated"]
+        review = np.array([classifier.thresholds[l]["review"] for l in LABELS])
+        systems[name] = {"review": evaluations[name]["metrics"]["review"], "block": evaluations[name]["metrics"]["block"],
+                         "kinds": kind_rates(test, scores["calibrated"], review), "scores": scores}
+    baselines = run_baselines(train, calib, test, policy, shipped.bundle.normalizer["name"], base_dir)
+    for name, result in baselines.items():
+        systems[name] = result
+
+    main = systems["shipped int8"]
+    y_test = main["scores"]["y_true"]
+    review = np.array([shipped.thresholds[l]["review"] for l in LABELS])
+    attacks = attack_results(shipped, test)
+    figures = {"pr_curves.png": plot_pr_curves(y_test, probs_by_name, LABELS),
+               "reliability_test.png": analysis.plot_reliability(y_test, {"before (T=1)": main["scores"]["uncalibrated"],
+                                                                           "after (temperature)": main["scores"]["calibrated"]}, LABELS)}
+    for name, figure in figures.items():
+        figure.savefig(out / name, dpi=110)
+    errors = _worst_errors(test, main["scores"]["calibrated"], review, shipped)
+    error_notes = json.loads(Path(notes).read_text(encoding="utf-8")) if notes and Path(notes).is_file() else {}
+
+    summary = {
+        "model": shipped.info(),
+        "data": {name: json.loads((data_dir / "manifest.json").read_text())["splits"][name]["sha256"] for name in ("train", "calib", "test")},
+        "systems": {name: {k: v for k, v in s.items() if k in ("review", "block", "kinds", "thresholds")} for name, s in systems.items()},
+        "slices": evaluations["shipped int8"]["slices"],
+        "attacks": attacks,
+        "ece_test": {"before": metrics.expected_calibration_error(y_test, main["scores"]["uncalibrated"]).tolist(),
+                     "after": metrics.expected_calibration_error(y_test, main["scores"]["calibrated"]).tolist()},
+        "confusion": analysis.confusion_records(y_test, main["scores"]["calibrated"], review, LABELS),
+        "worst_errors": errors,
+    }
+    (out / "metrics.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2, default=float) + "\n", encoding="utf-8")
+    (out / "README.md").write_text(render(summary, shipped, error_notes), encoding="utf-8")
+    return summary
+
+
+def _f(value) -> str:
+    return "–" if value is None else f"{100 * value:.1f}"
+
+
+def render(summary: dict, shipped, notes: dict) -> str:
+    info = summary["model"]
+    lines = [f"# Evaluation report: {info['name']} {info['version']}", "",
+             f"Test split `data/processed/test.jsonl` (sha256 `{summary['data']['test'][:16]}…`); thresholds of every system "
+             f"chosen on the calib split with the shipped policy (review precision ≥ target else best F1; block precision ≥ target). "
+             f"Model digest `{info['digest'][:16]}…`. Percentages.", "",
+             "## Systems side by side", "",
+             "| system | macro-F1 (review) | micro-F1 (review) | macro PR-AUC | macro precision (block) | macro recall (block) | hard negatives flagged | obfuscated positives recall |",
+             "|---|---|---|---|---|---|---|---|"]
+    for name, s in summary["systems"].items():
+        row = _system_row(name, s["review"], s["block"], s["kinds"])
+        lines.append(f"| {row[0]} | " + " | ".join(_f(v) for v in row[1:]) + " |")
+    review = summary["systems"]["shipped int8"]["review"]
+    block = summary["systems"]["shipped int8"]["block"]
+    lines += ["", "## Shipped model per label", "", "| label | review thr | P | R | F1 | PR-AUC | block thr | P (block) | R (block) | ECE before | ECE after | support |",
+              "|---|---|---|---|---|---|---|---|---|---|---|---|"]
+    for k, label in enumerate(LABELS):
+        r, b = review["per_label"][label], block["per_label"][label]
+        lines.append(f"| {label} | {r['threshold']:.3f} | {_f(r['precision'])} | {_f(r['recall'])} | {_f(r['f1'])} | {_f(r['pr_auc'])} | "
+                     f"{b['threshold']:.3f} | {_f(b['precision'])} | {_f(b['recall'])} | {summary['ece_test']['before'][k]:.3f} | "
+                     f"{summary['ece_test']['after'][k]:.3f} | {r['support']} |")
+    lines += ["", "![PR curves](pr_curves.png)", "", "![Reliability](reliability_test.png)", "",
+              "## Confusion per label (review thresholds)", "", "| label | tp | fp | fn | tn |", "|---|---|---|---|---|"]
+    for c in summary["confusion"]:
+        lines.append(f"| {c['label']} | {c['tp']} | {c['fp']} | {c['fn']} | {c['tn']} |")
+    lines += ["", "## Obfuscation attacks (attacked test positives + unchanged negatives)", "",
+              "| attack | rows | macro-F1 attacked | macro-F1 clean | recall (any label) attacked | clean |", "|---|---|---|---|---|---|"]
+    for kind, r in summary["attacks"].items():
+        lines.append(f"| {kind} | {r['attacked']['rows']} | {_f(r['attacked']['macro_f1'])} | {_f(r['clean']['macro_f1'])} | "
+                     f"{_f(r['attacked']['recall_any'])} | {_f(r['clean']['recall_any'])} |")
+    for field_name in ("kind", "platform", "origin", "source"):
+        groups = summary["slices"].get(field_name, {})
+        if not groups:
+            continue
+        lines += ["", f"## Slices by {field_name}", "", "| value | rows | positive rows | macro-F1 | recall (any) | flag rate |", "|---|---|---|---|---|---|"]
+        for value, s in groups.items():
+            lines.append(f"| {value} | {s['rows']} | {s['positive_rows']} | {_f(s['macro_f1'])} | {_f(s['recall_any'])} | {_f(s['flag_rate'])} |")
+    lines += ["", "## Worst errors", "", "| error | id | kind | true labels | scores | text | evidence | analysis |", "|---|---|---|---|---|---|---|---|"]
+    for e in summary["worst_errors"]:
+        text = analysis.shorten(e["text"], 90).replace("|", "¦").replace("\n", " ")
+        lines.append(f"| {e['error']} | {e['id']} | {e['kind']} | {','.join(e['labels']) or 'clean'} | {e['scores']} | {text} | "
+                     f"{e['evidence'].replace('|', '¦')} | {notes.get(e['id'], '')} |")
+    return "\n".join(lines) + "\n"
