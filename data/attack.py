@@ -21,7 +21,7 @@ from pathlib import Path
 import opencc
 
 from qingfin.data.lexicon import load_lexicon
-from qingfin.data.zh_fin import load_variants
+from qingfin.data.zh_fin import _loan_context_ok, load_variants
 
 __all__ = ["ATTACK_KINDS", "attack_file", "attack_rows", "attack_text"]
 
@@ -71,7 +71,7 @@ def _variants_by_canonical() -> dict[str, dict[str, tuple[str, ...]]]:
         elif re.fullmatch(r"[a-z ]+", row.variant):
             group = "pinyin"
         else:
-            group = "cue" if row.context == "cue" else "homophone"
+            group = row.context if row.context in ("cue", "loan") else "homophone"
         table.setdefault(row.canonical, {}).setdefault(group, []).append(row.variant)
     return {c: {g: tuple(v) for g, v in groups.items()} for c, groups in table.items()}
 
@@ -85,7 +85,8 @@ def _contact_word_pattern() -> re.Pattern:
 
 @functools.cache
 def _key_terms() -> tuple[str, ...]:
-    return tuple(sorted({e.term for e in load_lexicon() if len(e.term) >= 2}, key=len, reverse=True))
+    terms = {e.term for e in load_lexicon() if len(e.term) >= 2}
+    return tuple(sorted(terms, key=len, reverse=True))
 
 
 def _target_spans(text: str) -> list[tuple[int, int]]:
@@ -104,7 +105,9 @@ def _target_spans(text: str) -> list[tuple[int, int]]:
     return kept
 
 
-def _rewrite_spans(text: str, spans: Iterable[tuple[int, int]], rewrite: Callable[[str], str]) -> str:
+def _rewrite_spans(
+    text: str, spans: Iterable[tuple[int, int]], rewrite: Callable[[str], str]
+) -> str:
     pieces, position = [], 0
     for start, end in spans:
         pieces += [text[position:start], rewrite(text[start:end])]
@@ -126,6 +129,9 @@ def _swap_words(text: str, rng: random.Random, groups: Sequence[str]) -> str:
         for group in groups:
             if group == "cue" and not _CONTACT_CUE.search(text, 0, match.start()):
                 continue
+            # the normalizer's own test: a swapped x款 is one zh_fin.v1 reads back as 下款
+            if group == "loan" and not _loan_context_ok(text, match.start(), match.end()):
+                continue
             options += entry.get(group, ())
         if not options:
             continue
@@ -142,14 +148,11 @@ def _swap_words(text: str, rng: random.Random, groups: Sequence[str]) -> str:
 
 
 def _homophone(text: str, rng: random.Random) -> str:
-    text = _swap_words(text, rng, ("homophone", "cue"))
-    chars = {variant: canonical for canonical, groups in _variants_by_canonical().items()
-             for variant in groups.get("char", ())}
-    by_target: dict[str, list[str]] = {}
-    for variant, canonical in sorted(chars.items()):
-        by_target.setdefault(canonical, []).append(variant)
+    """Variant words (薇信, 扣扣, 蒸信 ...) and, for half of the eligible characters, 火星文."""
+    text = _swap_words(text, rng, ("homophone", "cue", "loan"))
+    huoxing = {c: g["char"] for c, g in _variants_by_canonical().items() if "char" in g}
     return "".join(
-        rng.choice(by_target[c]) if c in by_target and rng.random() < 0.5 else c for c in text
+        rng.choice(huoxing[c]) if c in huoxing and rng.random() < 0.5 else c for c in text
     )
 
 
@@ -232,8 +235,8 @@ def attack_text(text: str, kind: str, rng: random.Random) -> str:
     Deterministic for a given ``rng`` state; the text is unchanged when the attack finds
     nothing to disguise (e.g. ``numerals`` on a text without numbers).
 
-    >>> attack_text("加微信abc12345", "space_split", random.Random(0))
-    '加微 信a b c 1 2 3 4 5'
+    >>> attack_text("加微信：abc12345", "space_split", random.Random(0))
+    '加 微 信：a b c 1 2 3 4 5'
     """
     if kind not in _ATTACKS:
         raise ValueError(f"unknown attack kind {kind!r}; known: {', '.join(ATTACK_KINDS)}")

@@ -44,7 +44,7 @@ class Contact:
 
 _CUE_WORDS = (
     r"添加|加|➕|(?<![a-z0-9])\+|私信|私聊|私|联系|滴滴|dd|扫码|扫一扫|扫|搜索|搜|戳|咨询|"
-    r"拨打|致电|call|找|拉你进|进|来"
+    r"拨打|致电|call|找|拉你进|进"
 )
 _PHONE_WORDS = r"电话|手机号码|手机号|手机|座机|热线|tel|号码"
 _PLATFORM_WORDS = (
@@ -68,7 +68,8 @@ _CUE_HANDLE = re.compile(
 )
 _QQ_MAIL = re.compile(r"(?<![0-9a-z._\-])(?P<handle>[1-9][0-9]{4,10})@qq\.com")
 _TELEGRAM_LINK = re.compile(
-    r"(?:https?://)?(?<![a-z0-9.])(?:t|telegram)\.me/(?P<join>joinchat/|\+)?(?P<handle>[a-z0-9_\-]{4,64})"
+    r"(?:https?://)?(?<![a-z0-9.])(?:t|telegram)\.me/"
+    r"(?P<join>joinchat/|\+)?(?P<handle>[a-z0-9_\-]{4,64})"
 )
 _URL_CHARS = r"[a-z0-9\-._~:/?#@$&*+;=%]"
 _TLDS = (
@@ -94,8 +95,10 @@ _NOT_PHONE_BEFORE = re.compile(
     r"(?:订单|单号|编号|流水|快递|运单|物流|卡号|账号|尾号|身份证|工号|学号|验证码|密码|金额|价格|"
     r"售价|单价|合计|¥|\$|rmb)[^0-9]{0,4}$"
 )
-_NOT_PHONE_AFTER = re.compile(r"[ ]?(?:元|块|万|亿|w\b|k\b|米|%|年|月|日|号|个|次|人|位|笔)")
-_STOP_CHUNKS = frozenset({"qq", "tg", "vx", "wx", "tel", "id", "v", "q", "or", "and", "ok", "http", "https"})
+_NOT_PHONE_AFTER = re.compile(r"[ ]?(?:元|块|万|亿|w(?![a-z])|k(?![a-z])|米|%|年|月|日|号|个|次|人|位|笔)")
+_STOP_CHUNKS = frozenset(
+    {"qq", "tg", "vx", "wx", "tel", "id", "v", "q", "or", "and", "ok", "http", "https"}
+)
 
 _TYPE_OF_WORD = {
     **dict.fromkeys(("微信", "微信号", "wechat"), "wechat"),
@@ -103,6 +106,8 @@ _TYPE_OF_WORD = {
     **dict.fromkeys(("telegram", "tg", "tg号", "电报", "纸飞机", "小飞机", "飞机", "飞机号"), "telegram"),
 }
 _CODE_WORDS = frozenset({"邀请码", "推荐码", "注册码", "邀请代码"})
+# Ordinary words too (人群, 坐飞机): they name a contact only with ：/=, an @handle or a cue.
+_AMBIGUOUS_WORDS = frozenset({"群", "飞机", "小飞机", "纸飞机", "电报"})
 
 
 @dataclass(frozen=True)
@@ -176,8 +181,19 @@ def _best_handle(kind: str, handle: str) -> tuple[str | None, int]:
         joined = handle[:used].replace(" ", "")
 
 
+def _names_a_contact(text: str, match: re.Match) -> bool:
+    """An ambiguous platform word counts only when the text marks it as a contact."""
+    if match.group("word") not in _AMBIGUOUS_WORDS:
+        return True
+    between = text[match.end("word"):match.start("handle")]
+    marked = any(c in between for c in ":=号") or match.group("handle").startswith("@")
+    return marked or _cue(text, match.start()) is not None
+
+
 def _platform_handles(text: str) -> Iterator[_Found]:
     for match in _PLATFORM_HANDLE.finditer(text):
+        if not _names_a_contact(text, match):
+            continue
         word, start = match.group("word"), match.start("handle")
         kind = _TYPE_OF_WORD.get(word, "code" if word in _CODE_WORDS else "group")
         value, used = _best_handle(kind, match.group("handle"))
@@ -185,7 +201,8 @@ def _platform_handles(text: str) -> Iterator[_Found]:
             continue
         found_kind = "group" if kind == "code" else kind
         case_from = (start, start + used) if kind == "code" else None
-        yield _Found(found_kind, value, start, start + used, match.start(), word, case_from=case_from)
+        yield _Found(found_kind, value, start, start + used, match.start(), word,
+                     case_from=case_from)
 
 
 def _cue_handles(text: str) -> Iterator[_Found]:

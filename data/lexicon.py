@@ -9,6 +9,7 @@ means a new version (``lexicon_v2.tsv``) so evidence stays reproducible.
 from __future__ import annotations
 
 import functools
+import hashlib
 import importlib.resources
 from dataclasses import dataclass
 
@@ -26,6 +27,7 @@ __all__ = [
     "LexiconHit",
     "find_terms",
     "lexicon_for",
+    "lexicon_info",
     "load_lexicon",
 ]
 
@@ -54,6 +56,22 @@ class LexiconHit:
     matched: str  # the normalized text that matched
 
 
+def _resource():
+    return importlib.resources.files("qingfin.data").joinpath("resources", LEXICON_FILE)
+
+
+def lexicon_info() -> dict:
+    """What a bundle or an evidence report records about the lexicon it used."""
+    entries = load_lexicon()
+    return {
+        "version": LEXICON_VERSION,
+        "date": LEXICON_DATE,
+        "file": LEXICON_FILE,
+        "sha256": hashlib.sha256(_resource().read_bytes()).hexdigest(),
+        "terms": len(entries),
+    }
+
+
 @functools.cache
 def load_lexicon() -> tuple[LexiconEntry, ...]:
     """The lexicon rows, validated (known labels, no duplicate terms).
@@ -61,8 +79,7 @@ def load_lexicon() -> tuple[LexiconEntry, ...]:
     >>> next(e for e in load_lexicon() if e.term == "停息挂账").label_hint
     'grey_industry'
     """
-    resource = importlib.resources.files("qingfin.data").joinpath("resources", LEXICON_FILE)
-    lines = [line for line in resource.read_text("utf-8").splitlines()
+    lines = [line for line in _resource().read_text("utf-8").splitlines()
              if line.strip() and not line.startswith("#")]
     if lines[0].split("\t") != _HEADER:
         raise ValueError(f"{LEXICON_FILE}: header must be {_HEADER}")
@@ -101,6 +118,7 @@ class Lexicon:
         self._automaton.make_automaton()
 
     def find(self, text: str) -> list[LexiconHit]:
+        """Hits in ``text``, in text order, with spans in ``text``."""
         return self.find_normalized(text, self.normalizer.normalize(text))
 
     def find_normalized(self, original: str, normalized: Normalized) -> list[LexiconHit]:
@@ -139,7 +157,11 @@ def _lexicon_for(name: str) -> Lexicon:
 
 
 def lexicon_for(normalizer: Normalizer | None = None) -> Lexicon:
-    """The (cached) lexicon compiled for a registered normalizer, ``zh_fin.v1`` by default."""
+    """The (cached) lexicon compiled for a registered normalizer, ``zh_fin.v1`` by default.
+
+    >>> lexicon_for().normalizer.name
+    'zh_fin.v1'
+    """
     name = normalizer.name if normalizer is not None else "zh_fin.v1"
     try:
         return _lexicon_for(name)

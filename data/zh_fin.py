@@ -12,7 +12,8 @@ Steps, in order:
    diacritics stripped, zero-width / bidi / variation selectors / decorative combining marks
    removed, dingbat digits (``❶➀⓵``) → digits, traditional → simplified (OpenCC ``t2s``, one
    character at a time so lengths and offsets stay exact), 火星文 characters (``莪`` → ``我``);
-2. whitespace folded (runs → one space, ends stripped), exactly as ``zh_basic.v1`` does;
+2. whitespace folded (runs → one space, ends stripped), exactly as ``zh_basic.v1`` does
+   (re-implemented with regexes for speed; a test checks they agree);
 3. repeated until nothing changes (so the result is idempotent by construction):
    a. separators *inside* a word or handle removed: symbols/emoji between letters or digits
       (``k🍀z🍀8``), a separator repeated between single characters (``加🌟微🌟信``, ``1 3 8``),
@@ -47,6 +48,7 @@ from qingfin.data.normalize import ZERO_WIDTH, Normalized, Normalizer
 
 __all__ = [
     "VARIANTS_FILE",
+    "VARIANTS_SHA256",
     "VARIANTS_VERSION",
     "Variant",
     "ZhFinV1",
@@ -59,7 +61,7 @@ logger = logging.getLogger(__name__)
 VARIANTS_FILE = "zh_fin_v1_variants.tsv"
 VARIANTS_VERSION = "zh_fin_v1_variants.2026-11-28"
 # Guards the "never redefined" promise: a test fails if the published table is edited.
-VARIANTS_SHA256 = "<filled in by tests>"
+VARIANTS_SHA256 = "e13abc27838d73dad9a9e78f98cf7b7c6cf9843c7ea955f416fbb134245047f8"
 
 # --------------------------------------------------------------------------------------------
 # Character classes (hard-coded ranges, so the behaviour does not drift with Python's Unicode
@@ -96,8 +98,8 @@ _DELETE = frozenset(ZERO_WIDTH) | frozenset(
 )
 
 
-def _dingbat_digits() -> dict[str, str]:
-    """Circled/dingbat digits that NFKC leaves alone (❶ ➀ ➊ ⓵ ⓫ ⓿) → ASCII digits."""
+def _special_characters() -> dict[str, str]:
+    """Dingbat digits and enclosed letters that NFKC leaves alone (❶ ➀ ⓵ ⓫ ⓿ 🅐 🅰)."""
     table: dict[str, str] = {"\u24ff": "0", "\U0001f10b": "0", "\U0001f10c": "0"}
     for first in (0x2776, 0x2780, 0x278A, 0x24F5):  # runs of 1..10
         for i in range(10):
@@ -110,7 +112,7 @@ def _dingbat_digits() -> dict[str, str]:
     return table
 
 
-_SPECIAL = _dingbat_digits()
+_SPECIAL = _special_characters()
 
 # --------------------------------------------------------------------------------------------
 # The variant table.
@@ -122,12 +124,12 @@ class Variant:
 
     variant: str
     canonical: str
-    context: str  # char | any | cue | vocab
+    context: str  # char | any | cue | loan | vocab
     kind: str
     note: str
 
 
-_CONTEXTS = frozenset({"char", "any", "cue", "vocab"})
+_CONTEXTS = frozenset({"char", "any", "cue", "loan", "vocab"})
 
 
 def _read_resource(name: str) -> bytes:
@@ -148,7 +150,11 @@ def _parse_variants(raw: str) -> list[tuple[str, str, str, str, str]]:
 
 @functools.cache
 def _variants_bytes() -> bytes:
-    return _read_resource(VARIANTS_FILE)
+    raw = _read_resource(VARIANTS_FILE)
+    if hashlib.sha256(raw).hexdigest() != VARIANTS_SHA256:
+        # A published table must never change; settings() records the real hash either way.
+        logger.warning("%s differs from the table published with zh_fin.v1", VARIANTS_FILE)
+    return raw
 
 
 @functools.cache
@@ -162,7 +168,9 @@ def load_variants() -> tuple[Variant, ...]:
     chars = {v: c for v, c, context, _, _ in raw if context == "char"}
     fold = functools.partial(_fold_string, char_variants=chars)
     return tuple(
-        Variant(_fold_spaces(fold(v)), _fold_spaces(fold(c)), context, kind, note)
+        # a 火星文 row keeps its own character (folding would turn 莪 into 我)
+        Variant(v if context == "char" else _fold_spaces(fold(v)), _fold_spaces(fold(c)),
+                context, kind, note)
         for v, c, context, kind, note in raw
     )
 
@@ -206,7 +214,7 @@ def _fold_char_once(char: str, char_variants: dict[str, str]) -> str:
     if _is_cjk(char):
         try:
             simplified = _T2S.convert(char)
-        except Exception:  # opencc rejects what it cannot encode; keep the character
+        except (UnicodeError, RuntimeError, ValueError):  # never raise: keep the character
             simplified = char
         if len(simplified) == 1:
             char = simplified
@@ -309,41 +317,56 @@ def _apply_edits(text: str, offsets: list[int], edits: Sequence[Edit]) -> tuple[
 
 # A contact cue just before a variant: 加 / 添加 / ➕ / + / 私 / 联系 / 滴滴 ... (+ 我/个 ...).
 _CUE_BEFORE = re.compile(
-    r"(?:添加|加|➕|(?<![a-z0-9])\+|私信|私聊|私|联系|找|滴滴|dd|扫码|扫|搜索|搜|戳|咨询|拉你进|进|关注)"
+    r"(?:添加|加|➕|(?<![a-z0-9])\+|私信|私聊|私|联系|找|滴滴|dd|扫码|扫|搜索|搜|戳|咨询|关注)"
     r"(?:我|个|下|一下|我的|的)?[ :=]*$"
 )
+# 进 is a cue for groups only (进裙): before other forms it is an ordinary verb (进口口罩).
+_GROUP_CUE_BEFORE = re.compile(r"(?:加入|加|拉你进|进|入)(?:我的|个|的)?[ :=]*$")
 # What may follow a single-character variant that had a cue before it.
 _AFTER_WORDS = re.compile(r"(?:号|群|详聊|私聊|聊|详谈|好友|了解|咨询|领取|备注|联系|拉你|id)")
-# A handle (or 号 / ：handle) right after a variant.
-_HANDLE_AFTER = re.compile(
-    rf"[ ]?(?:号|id\b|[:=][ ]?(?:[a-z0-9@]|[{_NUMERAL_CHARS}]{{3}})|"
-    rf"[a-z0-9][a-z0-9_\-]{{2}}|[{_NUMERAL_CHARS}]{{3}})"
+# A handle announced by 号 / id / a colon: enough on its own (薇：abc123, 企鹅号).
+_MARKED_HANDLE_AFTER = re.compile(
+    rf"[ ]?(?:号|id\b|:[ ]?(?:[a-z0-9@][a-z0-9_\-]{{2}}|[{_NUMERAL_CHARS}]{{3}}))"
 )
+# Loan wording around x款 / d款 (当天x款, 秒x款, x款成功), which are otherwise "model x".
+_LOAN_BEFORE = re.compile(r"(?:秒|当天|当日|今天|包|必|快速|极速|马上|立即|已|就|能|可|不|没|难|稳|轻松)$")
+_LOAN_AFTER = re.compile(r"(?:了|快|成功|啦|秒到|到账|额度|率)")
+# A handle glued on: counts only after a cue (+我威yy146), not after a name (@威威wilco).
+_BARE_HANDLE_AFTER = re.compile(rf"[ ]?(?:[a-z0-9][a-z0-9_\-]{{2}}|[{_NUMERAL_CHARS}]{{3}})")
 _CJK_CHAR = re.compile(f"[{_CJK}]")
 # Just before a numeral run: a platform word or a 号 / colon.
 _NUMERAL_CUE = re.compile(r"(?:qq|微信|电话|手机|tel|群|号|码|:|=)[ :=]*$")
 
 
-def _has_cue_before(text: str, start: int) -> bool:
-    return _CUE_BEFORE.search(text, max(0, start - 8), start) is not None
+def _has_cue_before(text: str, start: int, kind: str) -> bool:
+    cue = _GROUP_CUE_BEFORE if kind == "group" else _CUE_BEFORE
+    return cue.search(text, max(0, start - 8), start) is not None
 
 
-def _cue_context_ok(text: str, start: int, end: int) -> bool:
+def _cue_context_ok(text: str, start: int, end: int, kind: str) -> bool:
     """Is an ambiguous variant at ``text[start:end]`` used as a contact word here?"""
-    if _HANDLE_AFTER.match(text, end):
+    cue = _has_cue_before(text, start, kind)
+    if not cue and end - start == 1 and start > 0 and _CJK_CHAR.match(text, start - 1):
+        return False  # the tail of a word or name: 折扣：/ 张薇：
+    if _MARKED_HANDLE_AFTER.match(text, end):
         return True
-    if not _has_cue_before(text, start):
+    if not cue:
         return False
-    if end - start > 1:  # 加卫星 / 加企鹅: a multi-character form after a cue is enough
-        return True
+    if end - start > 1 or _BARE_HANDLE_AFTER.match(text, end):
+        return True  # 加卫星 / 加企鹅 / +我威yy146: a cue plus a longer form or a handle
     return end >= len(text) or not _CJK_CHAR.match(text, end) or bool(_AFTER_WORDS.match(text, end))
 
 
+def _loan_context_ok(text: str, start: int, end: int) -> bool:
+    return bool(_LOAN_BEFORE.search(text, max(0, start - 2), start) or _LOAN_AFTER.match(text, end))
+
+
 def _ascii_boundary_ok(text: str, start: int, end: int, key: str) -> bool:
-    """A form with a Latin/digit edge must not be glued to more Latin/digits (``vxworks``)."""
+    """A form with a Latin/digit edge must not be glued to more Latin/digits (``vxworks``)
+    nor sit inside a URL (``watch?v=``)."""
     if key[0].isascii() and key[0].isalnum() and start > 0:
         before = text[start - 1]
-        if before.isascii() and before.isalnum():
+        if (before.isascii() and before.isalnum()) or before in "/?&=.#%_-@":
             return False
     if key[-1].isascii() and key[-1].isalnum() and end < len(text):
         after = text[end]
@@ -379,7 +402,7 @@ def _tables() -> _Tables:
     for row in variants:
         if row.context == "char":
             continue
-        automaton.add_word(row.variant, (row.variant, row.canonical, row.context))
+        automaton.add_word(row.variant, (row.variant, row.canonical, row.context, row.kind))
         for word in (row.variant, row.canonical):
             if len(word) > 1 and " " not in word:
                 vocab.add(word)
@@ -419,8 +442,9 @@ def _fold_whitespace_edits(text: str) -> list[Edit]:
 
 
 _SEPARATOR = re.compile(
-    rf"(?<=[{_WORD}])(?:[{_DECOR}]+|[ ]|[{re.escape(_ASCII_SEPARATORS)}])(?=[{_WORD}])"
+    rf"(?<=[{_WORD}_\-])(?:[{_DECOR}]+|[ ]|[{re.escape(_ASCII_SEPARATORS)}])(?=[{_WORD}_\-])"
 )
+_HANDLE_PUNCT = "_-"  # legal inside WeChat/Telegram handles: abc_1🌟2
 _WORD_CHAR = re.compile(f"[{_WORD}]")
 
 
@@ -450,7 +474,8 @@ def _next_to_same_separator(text: str, start: int, end: int) -> bool:
     """Cheap pre-test for :func:`_in_chain`: the same separator two characters away."""
     width = end - start
     separator = text[start:end]
-    return text[end + 1:end + 1 + width] == separator or text[start - 1 - width:start - 1] == separator
+    after = text[end + 1:end + 1 + width]
+    return after == separator or text[start - 1 - width:start - 1] == separator
 
 
 def _in_chain(text: str, start: int, end: int) -> bool:
@@ -502,7 +527,10 @@ def _separator_edits(text: str, tables: _Tables) -> list[Edit]:
         left, right, separator = text[start - 1], text[end], match.group()
         both_alnum = _is_alnum(left) and _is_alnum(right)
         is_decor = separator != " " and separator[0] not in _ASCII_SEPARATORS
-        if is_decor and both_alnum:
+        if left in _HANDLE_PUNCT or right in _HANDLE_PUNCT:
+            remove = is_decor and (_is_alnum(left) or left in _HANDLE_PUNCT) and (
+                _is_alnum(right) or right in _HANDLE_PUNCT)
+        elif is_decor and both_alnum:
             remove = True
         elif not is_decor and separator != " " and (_is_alnum(left) or _is_alnum(right)):
             remove = False  # abc.com, 5-10, a_b: ASCII punctuation belongs to Latin text
@@ -520,14 +548,18 @@ def _separator_edits(text: str, tables: _Tables) -> list[Edit]:
 def _variant_edits(text: str, tables: _Tables) -> list[Edit]:
     """Edits replacing disguised forms by their canonical word, longest match first."""
     edits: list[Edit] = []
-    for last, (key, canonical, context) in tables.automaton.iter_long(text):
+    for last, (key, canonical, context, kind) in tables.automaton.iter_long(text):
         if key == canonical:
             continue
         start, end = last + 1 - len(key), last + 1
         if not _ascii_boundary_ok(text, start, end, key):
             continue
-        if context == "cue" and not _cue_context_ok(text, start, end):
+        if context == "cue" and not _cue_context_ok(text, start, end, kind):
             continue
+        if context == "loan" and not _loan_context_ok(text, start, end):
+            continue
+        if text.startswith(canonical, end):
+            continue  # 扣QQ / 薇微信: the canonical word follows already
         edits.append((start, end, canonical))
     return edits
 
@@ -622,6 +654,7 @@ class ZhFinV1:
         return text, offsets
 
     def settings(self) -> dict:
+        """What ``normalizer.json`` in a bundle records: name, table version and hash, engines."""
         return {
             "name": self.name,
             "variants": {
