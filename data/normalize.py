@@ -50,7 +50,7 @@ def original_span(normalized: Normalized, start: int, end: int, original_length:
     """Map a half-open span ``[start, end)`` of normalized text to the original text.
 
     >>> n = ZhBasicV1().normalize("加\u200b微 信")
-    >>> n.text, original_span(n, 1, 3, 5)
+    >>> n.text, original_span(n, 1, 4, 5)
     ('加微 信', (2, 5))
     """
     if start >= end or not normalized.offsets:

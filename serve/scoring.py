@@ -27,7 +27,7 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
 def calibrated_probs(logits: np.ndarray, temperatures: np.ndarray) -> np.ndarray:
     """Temperature-scaled probabilities: ``sigmoid(logits[N, K] / temperatures[K])``.
 
-    >>> calibrated_probs(np.array([[0.0, 2.0]]), np.array([1.0, 2.0])).round(3).tolist()
+    >>> calibrated_probs(np.array([[0.0, 2.0]]), np.array([1.0, 2.0])).astype(float).round(3).tolist()
     [[0.5, 0.731]]
     """
     logits = np.asarray(logits, dtype=np.float64)
