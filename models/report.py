@@ -14,6 +14,7 @@ from pathlib import Path
 
 import numpy as np
 
+from qingfin.data.hashing import file_sha256
 from qingfin.data.rows import read_rows
 from qingfin.data.schema import LABELS
 from qingfin.models import analysis, metrics
@@ -109,7 +110,7 @@ def build_report(model: str | Path, data_dir: str | Path, out: str | Path, fp32_
 
     summary = {
         "model": shipped.info(),
-        "data": {name: json.loads((data_dir / "manifest.json").read_text())["splits"][name]["sha256"] for name in ("train", "calib", "test")},
+        "data": {name: file_sha256(data_dir / f"{name}.jsonl") for name in ("train", "calib", "test")},
         "systems": {name: {k: v for k, v in s.items() if k in ("review", "block", "kinds", "thresholds")} for name, s in systems.items()},
         "slices": evaluations["shipped int8"]["slices"],
         "attacks": attacks,

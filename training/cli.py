@@ -49,6 +49,13 @@ def cmd_data_build(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_data_samples(args: argparse.Namespace) -> int:
+    from qingfin.data.samples import write_sample_archive
+
+    print(write_sample_archive(Path(args.test), Path(args.out), args.rows))
+    return 0
+
+
 # -- training pipeline ---------------------------------------------------------------------
 
 def cmd_train(args: argparse.Namespace) -> int:
@@ -260,6 +267,11 @@ def build_parser() -> argparse.ArgumentParser:
     imports.add_argument("--shared", required=True, help="folder holding the public datasets (e.g. ../shared/data)")
     imports.add_argument("--data-dir", help="the repository's data/ directory")
     imports.set_defaults(func=cmd_data_import)
+    samples = data_sub.add_parser("samples", help="write the sample archive used by the README's main job")
+    samples.add_argument("--test", default="data/processed/test.jsonl")
+    samples.add_argument("--out", default="data/samples/archive.jsonl")
+    samples.add_argument("--rows", type=int, default=300)
+    samples.set_defaults(func=cmd_data_samples)
 
     train = sub.add_parser("train", help="fine-tune a classifier from a TOML config")
     train.add_argument("--config", help="TOML run config (defaults apply for absent keys)")

@@ -1,0 +1,35 @@
+"""Baselines and the release report run end to end on the tiny model and fixtures."""
+
+import json
+
+import numpy as np
+
+from qingfin.data.rows import read_rows
+from qingfin.models.baselines import keyword_probs, run_baselines
+from qingfin.models.calibration import ThresholdPolicy
+
+
+def test_keyword_baseline_is_a_substring_filter():
+    probs = keyword_probs(["停息挂账代办", "今天天气真好", "警惕停息挂账骗局"])
+    grey = 3  # column of grey_industry
+    assert probs.shape == (3, 6) and probs[0, grey] == 1.0 and probs[1].sum() == 0
+    assert probs[2, grey] == 1.0  # a keyword filter flags the anti-fraud warning too
+
+
+def test_baselines_and_report(tiny_bundle, tiny_base, fixture_paths, tmp_path):
+    rows = {name: read_rows(path) for name, path in fixture_paths.items()}
+    results = run_baselines(rows["train"], rows["calib"], rows["test"], ThresholdPolicy(0.85, 0.97), base_dir=tiny_base)
+    assert set(results) == {"keyword", "tfidf_lr", "embedding_lr"}
+    for result in results.values():
+        assert 0.0 <= result["review"]["macro"]["f1"] <= 1.0
+        assert result["kinds"]["hard_negatives"] == sum(r["kind"] == "hard_negative" for r in rows["test"])
+
+    from qingfin.models.report import build_report
+
+    out = tmp_path / "report"
+    summary = build_report(tiny_bundle, fixture_paths["test"].parent, out, fp32_model=tiny_bundle, base_dir=tiny_base)
+    assert {"shipped int8", "fp32 twin", "keyword", "tfidf_lr", "embedding_lr"} == set(summary["systems"])
+    assert (out / "pr_curves.png").stat().st_size > 1000 and (out / "reliability_test.png").stat().st_size > 1000
+    text = (out / "README.md").read_text()
+    assert "## Systems side by side" in text and "## Worst errors" in text and "| combo |" in text
+    assert np.isfinite(json.loads((out / "metrics.json").read_text())["ece_test"]["after"]).all()
