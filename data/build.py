@@ -5,8 +5,8 @@ Deterministic: the same committed inputs always give byte-identical splits. Step
    ``source``, ``source_id``, ``original_label``, ``origin``); authored rows as written;
 2. exact duplicates (same normalized text) are dropped, keeping the first in a fixed order;
 3. near-duplicates (character 5-gram Jaccard > 0.6) form groups that never straddle splits;
-4. groups are split about 70/10/10/10, stratified by their rarest label (or clean kind), by a
-   hash of the group's first id; synthetic call scripts go to train only;
+4. groups are split about 70/10/10/10 by a hash of the group's smallest id, so assignment is
+   stable (adding rows never moves existing ones); synthetic call scripts go to train only;
 5. ``data/processed/{train,dev,calib,test}.jsonl`` plus ``manifest.json`` (sha256 and counts).
 """
 
@@ -28,7 +28,6 @@ from qingfin.data.sources import SOURCES, load_source_rows, origin_of, read_anno
 SPLITS = ("train", "dev", "calib", "test")
 RATIOS = (0.7, 0.1, 0.1, 0.1)
 DATA_DIR = Path(__file__).resolve().parent
-LABEL_RARITY = ("defamation", "economic_rumor", "grey_industry", "impersonation", "illegal_lending", "traffic_diversion")
 
 
 def real_rows(data_dir: Path) -> list[dict]:
@@ -113,17 +112,14 @@ def drop_exact_duplicates(rows: list[dict]) -> tuple[list[dict], int]:
     return kept, len(rows) - len(kept)
 
 
-def _stratum(group_rows: list[dict]) -> str:
-    labels = {label for row in group_rows for label in row["labels"]}
-    for label in LABEL_RARITY:
-        if label in labels:
-            return label
-    kinds = {row.get("kind", "negative") for row in group_rows}
-    return "hard_negative" if "hard_negative" in kinds else "negative"
-
-
 def _stable_hash(text: str) -> str:
     return hashlib.sha256(text.encode("utf-8")).hexdigest()
+
+
+def _position(group_key: str) -> float:
+    """A group's fixed position in [0, 1): from a hash of its first id, so adding rows later
+    never moves an existing group to another split."""
+    return int(_stable_hash("split:" + group_key)[:12], 16) / float(16**12)
 
 
 def assign_splits(rows: list[dict]) -> dict[str, list[dict]]:
@@ -131,35 +127,22 @@ def assign_splits(rows: list[dict]) -> dict[str, list[dict]]:
     members: dict[int, list[dict]] = defaultdict(list)
     for row, group in zip(rows, groups):
         members[group].append(row)
-    strata: dict[str, list[list[dict]]] = defaultdict(list)
     splits: dict[str, list[dict]] = {name: [] for name in SPLITS}
     for group_rows in members.values():
         if any(row["origin"] == "synthetic-script" for row in group_rows):
             splits["train"].extend(group_rows)  # synthetic call scripts: training only
         else:
-            strata[_stratum(group_rows)].append(group_rows)
-    for stratum in sorted(strata):
-        ordered = sorted(strata[stratum], key=lambda g: _stable_hash(g[0]["id"]))
-        total = sum(len(g) for g in ordered)
-        assigned = 0
-        for group_rows in ordered:
-            position = (assigned + len(group_rows) / 2) / total
-            name = _split_at(position)
-            splits[name].extend(group_rows)
-            assigned += len(group_rows)
+            splits[_split_at(_position(min(row["id"] for row in group_rows)))].extend(group_rows)
     for name in SPLITS:
         splits[name].sort(key=lambda r: _stable_hash(r["id"]))
     return splits
 
 
 def _split_at(position: float) -> str:
-    # Evaluation splits first so that each stratum's small head lands there too.
-    edges, cumulative = {}, 0.0
+    cumulative = 0.0
     for name, ratio in zip(("test", "calib", "dev", "train"), (RATIOS[3], RATIOS[2], RATIOS[1], RATIOS[0])):
         cumulative += ratio
-        edges[name] = cumulative
-    for name in ("test", "calib", "dev", "train"):
-        if position < edges[name]:
+        if position < cumulative:
             return name
     return "train"
 
