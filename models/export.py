@@ -15,7 +15,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
 
@@ -178,7 +178,7 @@ def export_run(run_dir: str | Path, out: str | Path, fp32: bool = True, int8: bo
         fields = {
             "name": config.export.name,
             "version": config.export.version,
-            "created": datetime.now(timezone.utc).isoformat(timespec="seconds"),
+            "created": datetime.now(UTC).isoformat(timespec="seconds"),
             "built_with": _versions(),
             "data_sha256": summary.get("data_sha256", {}),
             "base": summary.get("base_manifest"),

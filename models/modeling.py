@@ -10,6 +10,7 @@ import json
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
 import torch
 from safetensors.torch import load_file, save_file
 from torch import nn
@@ -48,7 +49,7 @@ class MultiLabelModel(nn.Module):
     @classmethod
     def from_base(
         cls, base_dir: str | Path, labels: Sequence[str], pooling: str = "mean", dropout: float = 0.1, layers: int = 0
-    ) -> "MultiLabelModel":
+    ) -> MultiLabelModel:
         """Start from a local pretrained encoder directory, optionally keeping the bottom ``layers``."""
         config = AutoConfig.from_pretrained(base_dir)
         if layers and layers < config.num_hidden_layers:
@@ -82,7 +83,7 @@ class MultiLabelModel(nn.Module):
         (directory / "head.json").write_text(json.dumps(head, indent=2), encoding="utf-8")
 
     @classmethod
-    def load(cls, directory: str | Path) -> "MultiLabelModel":
+    def load(cls, directory: str | Path) -> MultiLabelModel:
         directory = Path(directory)
         head = json.loads((directory / "head.json").read_text(encoding="utf-8"))
         encoder = AutoModel.from_pretrained(directory / "encoder", add_pooling_layer=False, attn_implementation="eager")
@@ -103,10 +104,8 @@ class LogitsOnly(nn.Module):
 
 
 @torch.no_grad()
-def torch_logits(model: MultiLabelModel, tokenizer, texts: Sequence[str], max_length: int, batch_size: int = 64) -> "np.ndarray":
+def torch_logits(model: MultiLabelModel, tokenizer, texts: Sequence[str], max_length: int, batch_size: int = 64) -> np.ndarray:
     """Eager-mode logits ``[N, K]`` float32 for already-normalized texts (length-sorted batches)."""
-    import numpy as np
-
     model.eval()
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out = np.zeros((len(texts), len(model.labels)), dtype=np.float32)

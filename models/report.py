@@ -30,7 +30,7 @@ def _system_row(name: str, review: dict, block: dict, kinds: dict) -> list:
             block["macro"]["recall"], kinds["hard_negative_flag_rate"], kinds["obfuscated_recall"]]
 
 
-def plot_pr_curves(y_true: np.ndarray, probs_by_name: dict[str, np.ndarray], labels) -> "object":
+def plot_pr_curves(y_true: np.ndarray, probs_by_name: dict[str, np.ndarray], labels) -> object:
     """One panel per label: precision against recall for each named system."""
     import matplotlib
 

@@ -26,7 +26,14 @@ from dataclasses import asdict, dataclass, field
 from itertools import islice
 from pathlib import Path
 
-from qingfin.serve.batch_io import RowError, atomic_write_bytes, atomic_write_json, atomic_write_jsonl, discover_inputs, read_records
+from qingfin.serve.batch_io import (
+    RowError,
+    atomic_write_bytes,
+    atomic_write_json,
+    atomic_write_jsonl,
+    discover_inputs,
+    read_records,
+)
 
 logger = logging.getLogger(__name__)
 

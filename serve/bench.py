@@ -99,7 +99,7 @@ def bench_torch(run_dir: str | Path, texts: list[str], max_length: int, budget_s
     model = MultiLabelModel.load(run_dir / "model")
     tokenizer = load_tokenizer(run_dir / "model" / "tokenizer", run_dir / "model" / "encoder")
     normalizer = get_normalizer(run_config(run_dir).data.normalizer)
-    run = lambda batch: torch_logits(model, tokenizer, [normalizer(t) for t in batch], max_length, 32)  # noqa: E731
+    run = lambda batch: torch_logits(model, tokenizer, [normalizer(t) for t in batch], max_length, 32)
     run(texts[:32])
     return {"batch32": time_batches(run, texts, 32, budget_s)}
 

@@ -91,7 +91,7 @@ class Classifier:
     @classmethod
     def load(
         cls, path: str | os.PathLike, verify: bool = True, precision: str | None = None, threads: int | None = None
-    ) -> "Classifier":
+    ) -> Classifier:
         """Load and (by default) verify a bundle directory.
 
         ``precision``: "int8" (default when the bundle has it) or "fp32". ``threads``: intra-op

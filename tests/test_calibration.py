@@ -3,7 +3,13 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from qingfin.models.calibration import NEVER, ThresholdPolicy, choose_thresholds, fit_temperature, lowest_threshold_for_precision
+from qingfin.models.calibration import (
+    NEVER,
+    ThresholdPolicy,
+    choose_thresholds,
+    fit_temperature,
+    lowest_threshold_for_precision,
+)
 from qingfin.models.metrics import precision_recall_f1
 from qingfin.serve.scoring import calibrated_probs, decide, most_severe
 

@@ -18,7 +18,6 @@ from qingfin.data.lexicon import (
     lexicon_info,
     load_lexicon,
 )
-
 from qingfin.data.normalize import ZhBasicV1
 from qingfin.data.schema import LABELS
 from qingfin.data.zh_fin import ZhFinV1

@@ -3,7 +3,15 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from qingfin.data.schema import LABELS, SCHEMA_VERSION, UnknownLabelError, from_multi_hot, labels_document, labels_matrix, to_multi_hot
+from qingfin.data.schema import (
+    LABELS,
+    SCHEMA_VERSION,
+    UnknownLabelError,
+    from_multi_hot,
+    labels_document,
+    labels_matrix,
+    to_multi_hot,
+)
 
 
 def test_label_order_is_the_published_one():

