@@ -143,8 +143,12 @@ def _split_metrics(bundle_dir: Path, config) -> dict:
     return out
 
 
-def export_run(run_dir: str | Path, out: str | Path, fp32: bool = True, int8: bool = True) -> Path:
-    """Build the bundle for a trained and calibrated run in ``out`` (replaced atomically)."""
+def export_run(run_dir: str | Path, out: str | Path, fp32: bool = True, int8: bool = True, speed: str | Path | None = None) -> Path:
+    """Build the bundle for a trained and calibrated run in ``out`` (replaced atomically).
+
+    ``speed``: a ``qingfin bench --json`` report measured on this machine, shipped as
+    ``speed.json`` and summarised in the model card.
+    """
     run_dir, out = Path(run_dir), Path(out)
     config = run_config(run_dir)
     model = MultiLabelModel.load(run_dir / "model")
@@ -187,6 +191,8 @@ def export_run(run_dir: str | Path, out: str | Path, fp32: bool = True, int8: bo
         }
         write_manifest(staging, fields)  # provisional, so the bundle can score its own splits
         _write_json(staging / "metrics.json", _split_metrics(staging, config))
+        if speed is not None:
+            _copy_json(Path(speed), staging / "speed.json")
         (staging / "README.md").write_text(render_model_card(staging), encoding="utf-8")
         write_manifest(staging, fields)
         if out.exists():

@@ -40,6 +40,20 @@ def _metrics_table(metrics: dict) -> list[str]:
     return lines
 
 
+def _speed_lines(speed: dict) -> list[str]:
+    if not speed:
+        return []
+    lines = ["## Speed", "", f"`qingfin bench` on {speed.get('texts')} test-split texts (mean {speed.get('mean_chars', 0):.0f} characters), "
+             f"2-core CPU, one run; numpy sgemm probe {speed.get('sgemm_gflops', 0):.1f} GFLOP/s.", "",
+             "| model | batch 32 texts/s | batch 32 p50 ms | batch 1 p50 ms | batch 1 p99 ms | normalizer share |", "|---|---|---|---|---|---|"]
+    for precision in ("int8", "fp32"):
+        if precision in speed:
+            r = speed[precision]
+            lines.append(f"| {precision} | {r['batch32']['texts_per_s']:.0f} | {r['batch32']['p50_ms']:.1f} | {r['batch1']['p50_ms']:.1f} | "
+                         f"{r['batch1']['p99_ms']:.1f} | {100 * r['normalizer_share']:.1f} % |")
+    return lines + [""]
+
+
 def render_model_card(bundle: str | Path) -> str:
     """Markdown model card from manifest, labels, thresholds, metrics and training config."""
     bundle = Path(bundle)
@@ -78,6 +92,7 @@ def render_model_card(bundle: str | Path) -> str:
               f"wall time: {run.get('wall_seconds')} s, best dev macro-F1 (best thresholds): {run.get('best_dev_macro_f1')}",
               f"- data sha256: `{json.dumps(manifest.get('data_sha256', {}))}`",
               f"- parity (max |Δlogit| torch vs ONNX): `{json.dumps(manifest.get('parity', {}).get('fp32_vs_torch_max_abs_logit_diff'))}`", ""]
+    lines += _speed_lines(_load(bundle, "speed.json"))
     lines += [BASE_SECTION, LICENCE_SECTION,
               "## Limitations",
               "Labels with few real positives (defamation, economic_rumor, grey_industry) are learned mostly from authored "

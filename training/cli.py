@@ -87,7 +87,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 def cmd_export(args: argparse.Namespace) -> int:
     from qingfin.models.export import export_run
 
-    out = export_run(args.run_dir, args.out, fp32=not args.no_fp32, int8=not args.no_int8)
+    out = export_run(args.run_dir, args.out, fp32=not args.no_fp32, int8=not args.no_int8, speed=args.speed)
     manifest = json.loads((out / "manifest.json").read_text(encoding="utf-8"))
     _print_json({"bundle": str(out), "version": manifest["version"], "parity": manifest["parity"],
                  "files": {name: f["bytes"] for name, f in manifest["files"].items()}})
@@ -288,6 +288,7 @@ def build_parser() -> argparse.ArgumentParser:
     export.add_argument("--out", required=True)
     export.add_argument("--no-fp32", action="store_true", help="ship only the int8 model")
     export.add_argument("--no-int8", action="store_true", help="ship only the fp32 model")
+    export.add_argument("--speed", help="a `qingfin bench --json` report to ship as speed.json and show in the model card")
     export.set_defaults(func=cmd_export)
 
     evaluate = sub.add_parser("evaluate", help="metrics of a bundle on a labeled JSONL file")

@@ -110,6 +110,8 @@ def train(config: RunConfig) -> Path:
         torch.set_num_threads(config.train.threads)
     set_seed(config.train.seed)
 
+    # Hash the data as read now: the files may change while a long run trains.
+    data_sha256 = {name: file_sha256(getattr(config.data, name)) for name in ("train", "dev")}
     base_dir = resolve_base(config)
     tokenizer = load_tokenizer(base_dir)
     train_split = load_split(config.data.train, config.data.normalizer)
@@ -153,7 +155,7 @@ def train(config: RunConfig) -> Path:
     summary = {
         "base": str(base_dir),
         "base_manifest": _base_manifest(base_dir),
-        "data_sha256": {name: file_sha256(getattr(config.data, name)) for name in ("train", "dev")},
+        "data_sha256": data_sha256,
         "train_rows": len(train_split.rows),
         "dev_rows": len(dev_split.rows),
         "global_steps": result.global_step,
