@@ -210,9 +210,10 @@ def run_batch(job: BatchJob, engine: str = "local", workers: int = 1) -> dict:
             bar.close()
     else:
         raise ValueError(f"engine must be 'local' or 'ray', got {engine!r}")
-    if job.account_field:
-        write_rollups(output, classifier.labels, job.policy)
+    rollup = write_rollups(output, classifier.labels, job.policy) if job.account_field else None
     summary = summarize(output, files, progresses, classifier)
+    if rollup is not None:
+        summary["accounts"] = rollup
     atomic_write_json(output / "summary.json", summary)
     return summary
 
@@ -225,7 +226,8 @@ def iter_result_rows(output: Path, columns: list[str] | None = None) -> Iterator
         yield from pq.read_table(shard, columns=columns).to_pylist()
 
 
-def write_rollups(output: Path, labels, policy: str | None) -> None:
+def write_rollups(output: Path, labels, policy: str | None) -> dict:
+    """Write ``accounts.parquet`` and ``contacts.parquet``; return a short summary of both."""
     import pyarrow as pa
     import pyarrow.parquet as pq
 
@@ -237,10 +239,13 @@ def write_rollups(output: Path, labels, policy: str | None) -> None:
         rollup.add(row["account"], f"{row['file']}:{row['row']}", {l: row[f"decision_{l}"] for l in labels},
                    {l: row[f"score_{l}"] for l in labels}, json.loads(row["evidence"]))
     rules = load_policy(policy)
-    for name, rows in (("accounts", rollup.account_rows(rules)), ("contacts", rollup.contact_rows())):
+    accounts, contacts = rollup.account_rows(rules), rollup.contact_rows()
+    for name, rows in (("accounts", accounts), ("contacts", contacts)):
         sink = pa.BufferOutputStream()
         pq.write_table(pa.Table.from_pylist(rows) if rows else pa.table({}), sink)
         atomic_write_bytes(output / f"{name}.parquet", sink.getvalue().to_pybytes())
+    return {"accounts": len(accounts), "recommended_actions": dict(Counter(a["recommended_action"] for a in accounts)),
+            "top_shared_contacts": [{k: c[k] for k in ("type", "value", "account_count", "post_count")} for c in contacts[:5]]}
 
 
 def summarize(output: Path, files: list[Path], progresses: list[FileProgress], classifier) -> dict:
@@ -264,4 +269,9 @@ def format_summary(summary: dict) -> str:
         lines.append(f"{Path(item['file']).name[-60:]:<60} {item['rows_read']:>9} {item['results']:>9} {item['errors']:>7}")
     lines.append(f"{'TOTAL':<60} {summary['rows_read']:>9} {summary['results']:>9} {summary['errors']:>7}")
     lines.append(f"reconciled (read = results + errors): {summary['reconciled']}; decisions: {summary['decisions']}")
+    if "accounts" in summary:
+        accounts = summary["accounts"]
+        lines.append(f"accounts: {accounts['accounts']}; recommended actions: {accounts['recommended_actions']}")
+        for contact in accounts["top_shared_contacts"]:
+            lines.append(f"  shared contact {contact['type']}:{contact['value']} used by {contact['account_count']} accounts in {contact['post_count']} posts")
     return "\n".join(lines)
