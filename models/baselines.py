@@ -91,9 +91,16 @@ def embedding_lr_probs(train_x: np.ndarray, y_train: np.ndarray, eval_x: Sequenc
 
 
 def score_system(calib_probs: np.ndarray, y_calib: np.ndarray, test_probs: np.ndarray, y_test: np.ndarray,
-                 test_rows: list[dict], policy: ThresholdPolicy) -> dict:
-    """Thresholds from calib (same method as the shipped model), metrics on test."""
-    chosen = choose_thresholds(y_calib, calib_probs, LABELS, policy)
+                 test_rows: list[dict], policy: ThresholdPolicy, fixed_threshold: float | None = None) -> dict:
+    """Thresholds from calib (same method as the shipped model), metrics on test.
+
+    ``fixed_threshold`` is for 0/1 scorers (the keyword filter): they have nothing to tune, and
+    "best F1" on two score values can degenerate into flagging every row.
+    """
+    if fixed_threshold is None:
+        chosen = choose_thresholds(y_calib, calib_probs, LABELS, policy)
+    else:
+        chosen = {label: {"review": fixed_threshold, "block": fixed_threshold} for label in LABELS}
     result = {"thresholds": {label: {k: chosen[label][k] for k in ("review", "block")} for label in LABELS}}
     for level in ("review", "block"):
         result[level] = metrics.report(y_test, test_probs, [chosen[label][level] for label in LABELS], LABELS)
@@ -125,7 +132,8 @@ def run_baselines(train_rows: list[dict], calib_rows: list[dict], test_rows: lis
     y = {name: labels_matrix([r["labels"] for r in rows]) for name, rows in (("train", train_rows), ("calib", calib_rows), ("test", test_rows))}
     results = {}
     raw_calib, raw_test = [r["text"] for r in calib_rows], [r["text"] for r in test_rows]
-    results["keyword"] = score_system(keyword_probs(raw_calib), y["calib"], keyword_probs(raw_test), y["test"], test_rows, policy)
+    results["keyword"] = score_system(keyword_probs(raw_calib), y["calib"], keyword_probs(raw_test), y["test"], test_rows, policy,
+                                      fixed_threshold=0.5)  # flagged = a lexicon term matched
     logger.info("baseline keyword done")
     calib_p, test_p = tfidf_lr_probs(texts["train"], y["train"], [texts["calib"], texts["test"]])
     results["tfidf_lr"] = score_system(calib_p, y["calib"], test_p, y["test"], test_rows, policy)
