@@ -43,32 +43,54 @@ def wait_ready(port: int, timeout: float = 120.0) -> None:
     raise RuntimeError("service did not become ready")
 
 
-async def run_clients(port: int, texts: list[str], clients: int, requests: int, max_seconds: float) -> dict:
-    import httpx
+async def _post(reader: asyncio.StreamReader, writer: asyncio.StreamWriter, port: int, body: bytes) -> int:
+    """One keep-alive HTTP/1.1 POST on an open connection; returns the status code.
 
+    A minimal client on purpose: on a 2-core machine a full HTTP library in the load generator
+    would take CPU from the server it is measuring.
+    """
+    writer.write(b"POST /v1/moderate HTTP/1.1\r\nHost: 127.0.0.1:%d\r\nContent-Type: application/json\r\n"
+                 b"Content-Length: %d\r\n\r\n" % (port, len(body)) + body)
+    await writer.drain()
+    status_line = await reader.readline()
+    length = 0
+    while (line := await reader.readline()) not in (b"\r\n", b""):
+        name, _, value = line.decode("latin-1").partition(":")
+        if name.strip().lower() == "content-length":
+            length = int(value.strip())
+    await reader.readexactly(length)
+    return int(status_line.split()[1])
+
+
+async def run_clients(port: int, texts: list[str], clients: int, requests: int, max_seconds: float) -> dict:
     latencies: list[float] = []
     errors: list[str] = []
     counter = iter(range(requests))
     deadline = time.perf_counter() + max_seconds
+    bodies = [json.dumps({"text": text}, ensure_ascii=False).encode("utf-8") for text in texts]
 
-    async def client(http: httpx.AsyncClient) -> None:
-        for index in counter:
-            if time.perf_counter() > deadline:
-                return
-            started = time.perf_counter()
-            try:
-                response = await http.post("/v1/moderate", json={"text": texts[index % len(texts)]})
-                if response.status_code != 200:
-                    errors.append(f"HTTP {response.status_code}")
-            except httpx.HTTPError as error:
-                errors.append(type(error).__name__)
-            latencies.append(time.perf_counter() - started)
+    async def client() -> None:
+        reader, writer = await asyncio.open_connection("127.0.0.1", port)
+        try:
+            for index in counter:
+                if time.perf_counter() > deadline:
+                    return
+                started = time.perf_counter()
+                try:
+                    status = await _post(reader, writer, port, bodies[index % len(bodies)])
+                    if status != 200:
+                        errors.append(f"HTTP {status}")
+                except (OSError, asyncio.IncompleteReadError, ValueError) as error:
+                    errors.append(type(error).__name__)
+                    writer.close()
+                    reader, writer = await asyncio.open_connection("127.0.0.1", port)
+                latencies.append(time.perf_counter() - started)
+        finally:
+            writer.close()
 
-    limits = httpx.Limits(max_connections=clients, max_keepalive_connections=clients)
-    async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}", limits=limits, timeout=60) as http:
-        started = time.perf_counter()
-        await asyncio.gather(*(client(http) for _ in range(clients)))
-        elapsed = time.perf_counter() - started
+    started = time.perf_counter()
+    await asyncio.gather(*(client() for _ in range(clients)))
+    elapsed = time.perf_counter() - started
     return {"requests": len(latencies), "errors": len(errors), "error_kinds": sorted(set(errors)), "seconds": elapsed,
             "texts_per_s": len(latencies) / elapsed, "p50_ms": 1000 * float(np.percentile(latencies, 50)),
             "p99_ms": 1000 * float(np.percentile(latencies, 99))}

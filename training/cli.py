@@ -218,8 +218,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
                 "QINGFIN_MAX_TEXTS": args.max_texts, "QINGFIN_MAX_CHARS_PER_TEXT": args.max_chars_per_text,
                 "QINGFIN_MAX_BATCH": args.max_batch}
     os.environ.update({key: str(value) for key, value in settings.items() if value is not None})
+    # Keep-alive longer than a loaded request takes, so clients never race a closing connection.
     uvicorn.run("qingfin.serve.http:app_from_env", factory=True, host=args.host, port=args.port, workers=args.workers,
-                log_level="info", access_log=False)
+                log_level="info", access_log=False, timeout_keep_alive=75)
     return 0
 
 
@@ -366,7 +367,7 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument("--api-keys-file", help="file of sha256 hashes of accepted API keys, one per line")
     serve.add_argument("--max-texts", type=int, help="maximum texts per request (default 64)")
     serve.add_argument("--max-chars-per-text", type=int, help="maximum characters per text (default 5000)")
-    serve.add_argument("--max-batch", type=int, help="micro-batch size (default 32)")
+    serve.add_argument("--max-batch", type=int, help="texts gathered per model call (default 64)")
     serve.add_argument("--hash-key", metavar="KEY", help="print the hash to store for an API key, then exit")
     serve.set_defaults(func=cmd_serve)
 
