@@ -107,11 +107,12 @@ class LogitsOnly(nn.Module):
 def torch_logits(model: MultiLabelModel, tokenizer, texts: Sequence[str], max_length: int, batch_size: int = 64) -> np.ndarray:
     """Eager-mode logits ``[N, K]`` float32 for already-normalized texts (length-sorted batches)."""
     model.eval()
+    device = model.classifier.weight.device  # a teacher may sit on a GPU while training
     order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
     out = np.zeros((len(texts), len(model.labels)), dtype=np.float32)
     for start in range(0, len(order), batch_size):
         index = order[start : start + batch_size]
         batch = tokenizer([texts[i] for i in index], truncation=True, max_length=max_length, padding=True, return_tensors="pt")
-        out[index] = model(**{k: batch[k] for k in ("input_ids", "attention_mask") if k in batch},
-                           token_type_ids=batch.get("token_type_ids"))["logits"].float().numpy()
+        inputs = {k: v.to(device) for k, v in batch.items() if k in ("input_ids", "attention_mask", "token_type_ids")}
+        out[index] = model(**inputs)["logits"].float().cpu().numpy()
     return out

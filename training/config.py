@@ -70,6 +70,19 @@ class TrainConfig:
     )
     logging_steps: int = opt(20, "log training loss every N steps")
     threads: int = opt(0, "torch CPU threads (0 = torch's default)")
+    max_minutes: float = opt(
+        0.0, "stop gracefully after this much training time, keeping the best checkpoint (0 = no limit)"
+    )
+    teacher: str = opt(
+        "",
+        "distillation: a trained run's model/ directory whose probabilities soften the targets",
+    )
+    distill_alpha: float = opt(
+        0.5, "distillation: target = alpha * teacher probability + (1 - alpha) * gold label"
+    )
+    distill_temperature: float = opt(
+        1.0, "distillation: teacher probabilities are sigmoid(logit / temperature)"
+    )
 
 
 @dataclass

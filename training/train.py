@@ -14,6 +14,7 @@ from transformers import (
     DataCollatorWithPadding,
     EarlyStoppingCallback,
     Trainer,
+    TrainerCallback,
     TrainingArguments,
     set_seed,
 )
@@ -55,14 +56,35 @@ def resolve_base(config: RunConfig) -> Path:
     return Path(prepare_base())
 
 
-def _encode(tokenizer, split: Split, max_length: int) -> EncodedDataset:
-    encodings = tokenizer(split.texts, truncation=True, max_length=max_length)
-    return EncodedDataset(dict(encodings), split.y)
+def _encode(tokenizer, texts: list[str], y: np.ndarray, max_length: int) -> EncodedDataset:
+    encodings = tokenizer(texts, truncation=True, max_length=max_length)
+    return EncodedDataset(dict(encodings), y)
 
 
 def _compute_metrics(eval_prediction) -> dict[str, float]:
     logits, labels = eval_prediction.predictions, eval_prediction.label_ids
     return {"macro_f1": macro_f1_at_best(labels, sigmoid(np.asarray(logits)))}
+
+
+class TimeBudget(TrainerCallback):
+    """Stop after ``minutes`` of training; the best evaluated checkpoint is still loaded at the end.
+
+    For shared or leased machines: a run that would overrun its slot ends cleanly instead of
+    being killed without a model.
+    """
+
+    def __init__(self, minutes: float):
+        self.seconds = minutes * 60
+        self.started = time.monotonic()
+
+    def on_train_begin(self, args, state, control, **kwargs):
+        self.started = time.monotonic()
+
+    def on_step_end(self, args, state, control, **kwargs):
+        if time.monotonic() - self.started > self.seconds:
+            logger.warning("time budget of %.1f min reached at step %d", self.seconds / 60, state.global_step)
+            control.should_training_stop = True
+        return control
 
 
 def training_arguments(config: RunConfig, run_dir: Path, steps_per_epoch: int) -> TrainingArguments:
@@ -133,8 +155,21 @@ def train(config: RunConfig) -> Path:
     if config.train.pos_weight:
         model.set_pos_weight(torch.tensor(pos_weights(train_split.y, config.train.max_pos_weight)))
 
-    train_data = _encode(tokenizer, train_split, config.data.max_length)
-    dev_data = _encode(tokenizer, dev_split, config.data.max_length)
+    targets = train_split.y  # gold multi-hot; pos_weight above was computed from these
+    if config.train.teacher:
+        from qingfin.training.distill import soft_targets, teacher_probabilities
+
+        probabilities = teacher_probabilities(
+            config.train.teacher,
+            train_split.texts,
+            LABELS,
+            config.data.max_length,
+            config.train.distill_temperature,
+            config.train.eval_batch_size,
+        )
+        targets = soft_targets(train_split.y, probabilities, config.train.distill_alpha)
+    train_data = _encode(tokenizer, train_split.texts, targets, config.data.max_length)
+    dev_data = _encode(tokenizer, dev_split.texts, dev_split.y, config.data.max_length)
     steps_per_epoch = math.ceil(len(train_data) / config.train.batch_size)
     trainer = Trainer(
         model=model,
@@ -145,7 +180,8 @@ def train(config: RunConfig) -> Path:
         compute_metrics=_compute_metrics,
         callbacks=[
             EarlyStoppingCallback(early_stopping_patience=config.train.early_stopping_patience)
-        ],
+        ]
+        + ([TimeBudget(config.train.max_minutes)] if config.train.max_minutes > 0 else []),
     )
     result = trainer.train()
     best = trainer.evaluate()
@@ -159,6 +195,8 @@ def train(config: RunConfig) -> Path:
         "train_rows": len(train_split.rows),
         "dev_rows": len(dev_split.rows),
         "global_steps": result.global_step,
+        "epochs_trained": round(float(trainer.state.epoch or 0), 3),
+        "device": _device_name(),
         "best_dev_macro_f1": best.get("eval_macro_f1"),
         "wall_seconds": round(time.time() - started, 1),
         "config": to_dict(config),
@@ -184,6 +222,13 @@ def _extend(split: Split, extra_rows: list[dict], normalizer_name: str) -> Split
         split.texts + [normalizer(r["text"]) for r in extra_rows],
         np.concatenate([split.y, labels_matrix([r["labels"] for r in extra_rows])]),
     )
+
+
+def _device_name() -> str:
+    """What trained the run (recorded because GPU and CPU runs are both used)."""
+    if torch.cuda.is_available():
+        return f"cuda: {torch.cuda.get_device_name(0)}"
+    return f"cpu: {torch.get_num_threads()} threads"
 
 
 def _base_manifest(base_dir: Path) -> dict | None:

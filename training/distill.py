@@ -1,0 +1,65 @@
+"""Knowledge distillation for the multi-label head: soften gold targets with a teacher's belief.
+
+A smaller student (e.g. the bottom 6 layers) learns from ``alpha * p_teacher + (1 - alpha) * y``
+instead of ``y`` alone. Binary cross-entropy accepts such soft targets directly, so the student's
+loss, ``pos_weight`` and the ``Trainer`` loop stay exactly as in plain training; dev selection
+still uses the gold labels. The teacher is any trained run's ``model/`` directory; it reads the
+same normalized texts with its own saved tokenizer.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+logger = logging.getLogger(__name__)
+
+
+def soft_targets(y: np.ndarray, teacher_probabilities: np.ndarray, alpha: float) -> np.ndarray:
+    """Mix gold multi-hot targets ``y[N, K]`` with teacher probabilities ``[N, K]``.
+
+    >>> soft_targets(np.array([[1, 0]]), np.array([[0.6, 0.2]]), alpha=0.5).astype(float).round(3).tolist()
+    [[0.8, 0.1]]
+    """
+    if not 0.0 <= alpha <= 1.0:
+        raise ValueError(f"distill_alpha must lie in [0, 1], got {alpha}")
+    if y.shape != teacher_probabilities.shape:
+        raise ValueError(f"targets {y.shape} and teacher probabilities {teacher_probabilities.shape} differ")
+    return (alpha * teacher_probabilities + (1.0 - alpha) * y).astype(np.float32)
+
+
+def teacher_probabilities(
+    teacher_dir: str | Path,
+    texts: Sequence[str],
+    labels: Sequence[str],
+    max_length: int,
+    temperature: float = 1.0,
+    batch_size: int = 128,
+) -> np.ndarray:
+    """``sigmoid(logits / temperature)`` ``[N, K]`` of the teacher at ``teacher_dir`` (a run's model/).
+
+    The teacher must predict the same labels in the same order as the student.
+    """
+    import torch
+
+    from qingfin.models.modeling import MultiLabelModel, torch_logits
+    from qingfin.serve.scoring import sigmoid
+    from qingfin.training.tokenizer_loading import load_tokenizer
+
+    teacher_dir = Path(teacher_dir)
+    if not (teacher_dir / "head.json").is_file():
+        raise FileNotFoundError(f"{teacher_dir}: not a trained model directory (no head.json)")
+    if temperature <= 0:
+        raise ValueError(f"distill_temperature must be positive, got {temperature}")
+    model = MultiLabelModel.load(teacher_dir)
+    if tuple(model.labels) != tuple(labels):
+        raise ValueError(f"teacher labels {model.labels} differ from the student's {tuple(labels)}")
+    if torch.cuda.is_available():
+        model.to("cuda")
+    tokenizer = load_tokenizer(teacher_dir / "tokenizer", teacher_dir / "encoder")
+    logits = torch_logits(model, tokenizer, texts, max_length, batch_size)
+    logger.info("teacher %s scored %d training texts", teacher_dir, len(texts))
+    return sigmoid(logits / temperature)
