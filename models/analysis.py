@@ -520,23 +520,24 @@ def batched_logits(
 
 def score_rows(classifier: Any, rows: Sequence[Row], batch_size: int = 32) -> dict[str, np.ndarray]:
     """Score labeled rows with a ``Classifier`` (anything with ``labels``, ``logits(texts)`` and
-    ``bundle.calibration``): ``y_true``, ``logits``, ``uncalibrated`` (temperature 1) and
-    ``calibrated`` (the bundle's temperatures, as served) probabilities, each ``[N, K]``, and
-    the ``temperatures`` ``[K]``."""
+    ``bundle.calibration``): ``y_true``, ``logits``, ``uncalibrated`` (plain sigmoid) and
+    ``calibrated`` (the bundle's calibration, as served) probabilities, each ``[N, K]``, and
+    the ``temperatures`` and ``biases`` ``[K]``."""
     from qingfin.data.schema import labels_matrix
-    from qingfin.serve.scoring import calibrated_probs, temperatures_from_document
+    from qingfin.serve.scoring import calibrated_probs, calibration_from_document
 
     labels = list(classifier.labels)
     logits = batched_logits(classifier.logits, [row["text"] for row in rows], batch_size).astype(
         np.float64
     )
-    temperatures = temperatures_from_document(classifier.bundle.calibration, labels)
+    temperatures, biases = calibration_from_document(classifier.bundle.calibration, labels)
     return {
         "y_true": labels_matrix([row["labels"] for row in rows], labels),
         "logits": logits,
         "uncalibrated": calibrated_probs(logits, np.ones(len(labels))),
-        "calibrated": calibrated_probs(logits, temperatures),
+        "calibrated": calibrated_probs(logits, temperatures, biases),
         "temperatures": temperatures,
+        "biases": biases,
     }
 
 

@@ -1,9 +1,14 @@
 """Probability calibration and threshold selection, as functions over arrays.
 
-``logits[N, K]`` are raw model outputs; ``y_true[N, K]`` 0/1. Temperature scaling fits one
-scalar per label on a held-out calibration split; thresholds are then chosen on the
-*calibrated* probabilities, so that serving (which applies the same temperatures through
+``logits[N, K]`` are raw model outputs; ``y_true[N, K]`` 0/1. Per label, on a held-out
+calibration split, either temperature scaling (``sigmoid(z / T)``, one scalar) or Platt scaling
+(``sigmoid(z / T + b)``, a scale and a bias) is fitted; thresholds are then chosen on the
+*calibrated* probabilities, so that serving (which applies the same map through
 ``qingfin.serve.scoring``) reproduces them exactly.
+
+Platt is the default because a temperature cannot move a shifted score distribution: a student
+distilled from soft targets or trained with ``pos_weight`` can be both under-confident and
+biased, which only the bias term corrects.
 """
 
 from __future__ import annotations
@@ -14,17 +19,18 @@ from dataclasses import dataclass
 import numpy as np
 
 from qingfin.models.metrics import best_f1_thresholds, precision_recall_curve
-from qingfin.serve.scoring import calibrated_probs
+from qingfin.serve.scoring import calibrated_probs, sigmoid
 
 # Search range for log-temperature: T in [e^-3, e^3] covers every sane over/under-confidence.
 _LOG_T_RANGE = (-3.0, 3.0)
+CALIBRATION_METHODS = ("platt", "temperature")
 NEVER = 1.0  # a block threshold of 1.0 means "no auto-block": the precision target was unreachable
 
 
-def _bce(logits: np.ndarray, y: np.ndarray, temperature: float) -> float:
-    z = logits / temperature
-    # log(1 + e^z) - y z, computed stably.
-    return float(np.mean(np.logaddexp(0.0, z) - y * z))
+def _bce(z: np.ndarray, y: np.ndarray, a: float, b: float = 0.0) -> float:
+    """Mean binary cross-entropy of ``sigmoid(a z + b)``, computed stably: log(1 + e^s) - y s."""
+    s = a * z + b
+    return float(np.mean(np.logaddexp(0.0, s) - y * s))
 
 
 def fit_temperature(logits: np.ndarray, y_true: np.ndarray, iterations: int = 60) -> float:
@@ -40,16 +46,16 @@ def fit_temperature(logits: np.ndarray, y_true: np.ndarray, iterations: int = 60
     low, high = _LOG_T_RANGE
     ratio = (np.sqrt(5.0) - 1.0) / 2.0
     a, b = high - ratio * (high - low), low + ratio * (high - low)
-    fa, fb = _bce(logits, y, np.exp(a)), _bce(logits, y, np.exp(b))
+    fa, fb = _bce(logits, y, np.exp(-a)), _bce(logits, y, np.exp(-b))
     for _ in range(iterations):
         if fa <= fb:
             high, b, fb = b, a, fa
             a = high - ratio * (high - low)
-            fa = _bce(logits, y, np.exp(a))
+            fa = _bce(logits, y, np.exp(-a))
         else:
             low, a, fa = a, b, fb
             b = low + ratio * (high - low)
-            fb = _bce(logits, y, np.exp(b))
+            fb = _bce(logits, y, np.exp(-b))
     return float(np.exp((low + high) / 2.0))
 
 
@@ -62,6 +68,62 @@ def fit_temperatures(logits: np.ndarray, y_true: np.ndarray) -> np.ndarray:
         if 0 < y_true[:, k].sum() < len(y_true):
             temperatures[k] = fit_temperature(logits[:, k], y_true[:, k])
     return temperatures
+
+
+def fit_platt(logits: np.ndarray, y_true: np.ndarray, iterations: int = 100) -> tuple[float, float]:
+    """``(temperature, bias)`` minimising binary cross-entropy of ``sigmoid(logits / T + b)``.
+
+    Newton's method on the scale ``a = 1 / T`` and ``b`` (the loss is convex in them) with a
+    backtracking line search. ``T`` is kept in the temperature search range, so the map stays
+    increasing and finite even on separable data; ``b`` is then refitted for the kept ``T``.
+
+    >>> t, b = fit_platt(np.array([2.0, 3.0, 4.0, 5.0, 6.0, 7.0]), np.array([0, 0, 1, 0, 1, 1]))
+    >>> 0 < t < 20 and b < 0
+    True
+    """
+    z = np.asarray(logits, dtype=np.float64)
+    y = np.asarray(y_true, dtype=np.float64)
+    ridge = 1e-6  # keeps the Hessian invertible when the data are separable
+    low, high = np.exp(-_LOG_T_RANGE[1]), np.exp(-_LOG_T_RANGE[0])  # bounds on a = 1/T
+    a, b = 1.0, 0.0
+    for _ in range(iterations):
+        p = sigmoid(a * z + b)
+        r, w = p - y, p * (1.0 - p)
+        gradient = np.array([np.mean(r * z) + ridge * a, np.mean(r) + ridge * b])
+        hessian = np.array([[np.mean(w * z * z) + ridge, np.mean(w * z)], [np.mean(w * z), np.mean(w) + ridge]])
+        step = np.linalg.solve(hessian, gradient)
+        before, t = _bce(z, y, a, b), 1.0
+        while t > 1e-6 and _bce(z, y, a - t * step[0], b - t * step[1]) > before:
+            t /= 2
+        a, b = a - t * step[0], b - t * step[1]
+        if abs(t * step).max() < 1e-9 or a > 10 * high:
+            break
+    if not low <= a <= high:
+        a = float(np.clip(a, low, high))
+        # b alone for the kept scale: mean(sigmoid(a z + b)) = mean(y) is increasing in b.
+        b_low, b_high = -60.0, 60.0
+        for _ in range(80):
+            b = (b_low + b_high) / 2
+            if np.mean(sigmoid(a * z + b)) < np.mean(y):
+                b_low = b
+            else:
+                b_high = b
+    return float(1.0 / a), float(b)
+
+
+def fit_calibration(logits: np.ndarray, y_true: np.ndarray, method: str = "platt") -> tuple[np.ndarray, np.ndarray]:
+    """Per-label ``(temperatures[K], biases[K])``; labels without both classes keep the identity."""
+    if method not in CALIBRATION_METHODS:
+        raise ValueError(f"calibration method must be one of {CALIBRATION_METHODS}, got {method!r}")
+    logits = np.asarray(logits, dtype=np.float64)
+    y_true = np.asarray(y_true, dtype=np.float64)
+    if method == "temperature":
+        return fit_temperatures(logits, y_true), np.zeros(logits.shape[1])
+    temperatures, biases = np.ones(logits.shape[1]), np.zeros(logits.shape[1])
+    for k in range(logits.shape[1]):
+        if 0 < y_true[:, k].sum() < len(y_true):
+            temperatures[k], biases[k] = fit_platt(logits[:, k], y_true[:, k])
+    return temperatures, biases
 
 
 def lowest_threshold_for_precision(actual: np.ndarray, scores: np.ndarray, target: float) -> float | None:
@@ -119,8 +181,13 @@ def choose_thresholds(y_true: np.ndarray, probs: np.ndarray, labels: Sequence[st
     return chosen
 
 
-def calibrate(logits: np.ndarray, y_true: np.ndarray, labels: Sequence[str], policy: ThresholdPolicy) -> tuple[np.ndarray, dict]:
-    """Fit temperatures, then choose thresholds on the calibrated probabilities."""
-    temperatures = fit_temperatures(logits, y_true)
-    probs = calibrated_probs(logits, temperatures)
-    return temperatures, choose_thresholds(y_true, probs, labels, policy)
+def calibrate(
+    logits: np.ndarray, y_true: np.ndarray, labels: Sequence[str], policy: ThresholdPolicy, method: str = "platt"
+) -> tuple[np.ndarray, np.ndarray, dict]:
+    """Fit the calibration map, then choose thresholds on the calibrated probabilities.
+
+    Returns ``(temperatures[K], biases[K], thresholds)`` (see :func:`choose_thresholds`).
+    """
+    temperatures, biases = fit_calibration(logits, y_true, method)
+    probs = calibrated_probs(logits, temperatures, biases)
+    return temperatures, biases, choose_thresholds(y_true, probs, labels, policy)

@@ -101,8 +101,8 @@ def build_report(model: str | Path, data_dir: str | Path, out: str | Path, fp32_
     review = np.array([shipped.thresholds[l]["review"] for l in LABELS])
     attacks = attack_results(shipped, test)
     figures = {"pr_curves.png": plot_pr_curves(y_test, probs_by_name, LABELS),
-               "reliability_test.png": analysis.plot_reliability(y_test, {"before (T=1)": main["scores"]["uncalibrated"],
-                                                                           "after (temperature)": main["scores"]["calibrated"]}, LABELS)}
+               "reliability_test.png": analysis.plot_reliability(y_test, {"before (raw sigmoid)": main["scores"]["uncalibrated"],
+                                                                           "after (calibration)": main["scores"]["calibrated"]}, LABELS)}
     for name, figure in figures.items():
         figure.savefig(out / name, dpi=110)
     errors = _worst_errors(test, main["scores"]["calibrated"], review, shipped)

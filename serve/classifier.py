@@ -20,7 +20,7 @@ from tokenizers import Tokenizer
 from qingfin.data.evidence import find_evidence
 from qingfin.data.normalize import get_normalizer
 from qingfin.serve.bundle import Bundle, load_bundle
-from qingfin.serve.scoring import calibrated_probs, decide, most_severe, temperatures_from_document
+from qingfin.serve.scoring import calibrated_probs, calibration_from_document, decide, most_severe
 
 logger = logging.getLogger(__name__)
 
@@ -83,7 +83,7 @@ class Classifier:
         self.precision = precision
         self.normalizer = get_normalizer(bundle.normalizer["name"])
         self.max_length: int = int(bundle.manifest["inference"]["max_length"])
-        self._temperatures = temperatures_from_document(bundle.calibration, self.labels)
+        self._temperatures, self._biases = calibration_from_document(bundle.calibration, self.labels)
         self._tokenizer = self._load_tokenizer(bundle.path / "tokenizer" / "tokenizer.json")
         self._session = self._load_session(bundle.model_path(precision), threads)
         self._input_names = [i.name for i in self._session.get_inputs()]
@@ -148,7 +148,7 @@ class Classifier:
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         for start in range(0, len(order), batch_size):
             index = order[start : start + batch_size]
-            out[index] = calibrated_probs(self.logits([texts[i] for i in index]), self._temperatures)
+            out[index] = calibrated_probs(self.logits([texts[i] for i in index]), self._temperatures, self._biases)
         return out
 
     def prediction_from_probs(self, text: str, probs: np.ndarray, thresholds: Mapping[str, Mapping[str, float]]) -> Prediction:

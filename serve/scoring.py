@@ -24,25 +24,40 @@ def sigmoid(logits: np.ndarray) -> np.ndarray:
     return out
 
 
-def calibrated_probs(logits: np.ndarray, temperatures: np.ndarray) -> np.ndarray:
-    """Temperature-scaled probabilities: ``sigmoid(logits[N, K] / temperatures[K])``.
+def calibrated_probs(logits: np.ndarray, temperatures: np.ndarray, biases: np.ndarray | None = None) -> np.ndarray:
+    """Calibrated probabilities ``sigmoid(logits[N, K] / temperatures[K] + biases[K])``.
+
+    Temperature scaling has ``biases = 0``; Platt scaling fits both per label. Either way each
+    label's map is increasing, so the ranking of texts (and every PR curve) is the model's own.
 
     >>> calibrated_probs(np.array([[0.0, 2.0]]), np.array([1.0, 2.0])).astype(float).round(3).tolist()
     [[0.5, 0.731]]
+    >>> calibrated_probs(np.array([[0.0]]), np.array([1.0]), np.array([-1.0])).astype(float).round(3).tolist()
+    [[0.269]]
     """
     logits = np.asarray(logits, dtype=np.float64)
     temperatures = np.asarray(temperatures, dtype=np.float64)
-    if logits.ndim != 2 or logits.shape[1] != temperatures.shape[0]:
-        raise ValueError(f"logits {logits.shape} do not match {temperatures.shape[0]} temperatures")
-    return sigmoid(logits / temperatures).astype(np.float32)
+    biases = np.zeros_like(temperatures) if biases is None else np.asarray(biases, dtype=np.float64)
+    if logits.ndim != 2 or not logits.shape[1] == temperatures.shape[0] == biases.shape[0]:
+        raise ValueError(
+            f"logits {logits.shape} do not match {temperatures.shape[0]} temperatures / {biases.shape[0]} biases"
+        )
+    return sigmoid(logits / temperatures + biases).astype(np.float32)
 
 
-def temperatures_from_document(calibration: Mapping, labels: Sequence[str]) -> np.ndarray:
-    """Per-label temperatures ``[K]`` from a ``calibration.json`` document (1.0 = uncalibrated)."""
+def calibration_from_document(calibration: Mapping, labels: Sequence[str]) -> tuple[np.ndarray, np.ndarray]:
+    """Per-label ``(temperatures[K], biases[K])`` from a ``calibration.json`` document.
+
+    Method ``none`` (or absent) is the identity (T = 1, bias = 0); ``temperature`` documents
+    carry no bias (0); ``platt`` documents carry both.
+    """
     if calibration.get("method") in (None, "none"):
-        return np.ones(len(labels))
+        return np.ones(len(labels)), np.zeros(len(labels))
     per_label = calibration["per_label"]
-    return np.array([float(per_label[label]["temperature"]) for label in labels])
+    return (
+        np.array([float(per_label[label]["temperature"]) for label in labels]),
+        np.array([float(per_label[label].get("bias", 0.0)) for label in labels]),
+    )
 
 
 def decide(score: float, review: float, block: float) -> str:

@@ -68,3 +68,66 @@ def test_decisions():
     assert decide(0.95, 0.5, 0.9) == "block"
     assert most_severe(["pass", "block", "review"]) == "block"
     assert most_severe([]) == "pass"
+
+
+def test_platt_recovers_a_shifted_and_underconfident_model():
+    from qingfin.models.calibration import fit_platt
+
+    rng = np.random.default_rng(1)
+    true_logits = rng.normal(-1.0, 2.5, 20_000)
+    y = (rng.random(20_000) < 1 / (1 + np.exp(-true_logits))).astype(float)
+    # The model's logits are a third of the true ones and shifted: true = 3 * (model - 2).
+    model_logits = true_logits / 3 + 2
+    temperature, bias = fit_platt(model_logits, y)
+    assert temperature == pytest.approx(1 / 3, rel=0.05)
+    assert bias == pytest.approx(-6.0, abs=0.3)
+
+
+@settings(max_examples=30, deadline=None)
+@given(st.integers(0, 10_000), st.floats(0.2, 4.0), st.floats(-3.0, 3.0))
+def test_platt_matches_scikit_learn_and_never_loses_to_temperature(seed, scale, shift):
+    from sklearn.linear_model import LogisticRegression
+
+    from qingfin.models.calibration import _bce, fit_platt
+
+    rng = np.random.default_rng(seed)
+    z = rng.normal(0, 2, 400)
+    y = (rng.random(400) < 1 / (1 + np.exp(-(scale * z + shift)))).astype(float)
+    if not 0 < y.sum() < len(y):
+        return
+    temperature, bias = fit_platt(z, y)
+    reference = LogisticRegression(C=1e8, tol=1e-10, max_iter=10_000).fit(z[:, None], y)
+    platt_loss = _bce(z, y, 1 / temperature, bias)
+    assert platt_loss <= _bce(z, y, reference.coef_[0, 0], reference.intercept_[0]) + 1e-6
+    assert platt_loss <= _bce(z, y, 1 / fit_temperature(z, y)) + 1e-9  # a superset of temperature
+
+
+def test_platt_stays_finite_and_increasing_on_separable_data():
+    from qingfin.models.calibration import fit_platt
+
+    z = np.array([-3.0, -2.0, -1.0, 1.0, 2.0, 3.0])
+    temperature, bias = fit_platt(z, (z > 0).astype(float))
+    assert 0 < temperature < np.inf and np.isfinite(bias)
+    probs = calibrated_probs(z[:, None], np.array([temperature]), np.array([bias]))[:, 0]
+    assert (np.diff(probs) >= 0).all() and probs[0] < 0.5 < probs[-1]
+
+
+def test_calibration_documents_round_trip_both_methods():
+    from qingfin.models.calibration import fit_calibration
+    from qingfin.serve.scoring import calibration_from_document
+
+    rng = np.random.default_rng(2)
+    logits = rng.normal(size=(300, 2))
+    y = (rng.random((300, 2)) < 0.3).astype(float)
+    for method in ("platt", "temperature"):
+        temperatures, biases = fit_calibration(logits, y, method)
+        document = {"method": method, "per_label": {
+            label: {"temperature": t, **({"bias": b} if method == "platt" else {})}
+            for label, t, b in zip("ab", temperatures, biases)}}
+        got_t, got_b = calibration_from_document(document, ["a", "b"])
+        assert np.allclose(got_t, temperatures) and np.allclose(got_b, biases)
+        if method == "temperature":
+            assert (got_b == 0).all()
+    assert [v.tolist() for v in calibration_from_document({"method": "none"}, ["a"])] == [[1.0], [0.0]]
+    with pytest.raises(ValueError, match="method"):
+        fit_calibration(logits, y, "isotonic")

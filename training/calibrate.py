@@ -1,4 +1,4 @@
-"""``qingfin calibrate RUN_DIR``: temperatures and review/block thresholds from the calib split."""
+"""``qingfin calibrate RUN_DIR``: calibration (Platt or temperature) and review/block thresholds from the calib split."""
 
 from __future__ import annotations
 
@@ -24,9 +24,9 @@ def run_config(run_dir: Path) -> RunConfig:
 
 
 def calibrate_run(run_dir: str | Path, calib_path: str | None = None) -> dict:
-    """Fit per-label temperatures and thresholds; write ``calibration.json`` and ``thresholds.json``.
+    """Fit per-label calibration and thresholds; write ``calibration.json`` and ``thresholds.json``.
 
-    Returns a summary with ECE per label before and after temperature scaling.
+    Returns a summary with ECE per label before and after calibration.
     """
     run_dir = Path(run_dir)
     config = run_config(run_dir)
@@ -38,17 +38,25 @@ def calibrate_run(run_dir: str | Path, calib_path: str | None = None) -> dict:
 
     review = config.calibration.review_min_precision or None
     policy = ThresholdPolicy(review_min_precision=review, block_precision=config.calibration.block_precision)
-    temperatures, thresholds = calibrate(logits, split.y, LABELS, policy)
+    method = config.calibration.method
+    temperatures, biases, thresholds = calibrate(logits, split.y, LABELS, policy, method)
     data_hash = file_sha256(calib_path)
     ece_before = expected_calibration_error(split.y, sigmoid(logits))
-    ece_after = expected_calibration_error(split.y, calibrated_probs(logits, temperatures))
+    ece_after = expected_calibration_error(split.y, calibrated_probs(logits, temperatures, biases))
 
     calibration = {
-        "method": "temperature",
+        "method": method,
         "fitted_on": {"file": str(calib_path), "sha256": data_hash, "rows": len(split.rows)},
         "per_label": {
-            label: {"temperature": float(t), "ece_before": float(b), "ece_after": float(a)}
-            for label, t, b, a in zip(LABELS, temperatures, ece_before, ece_after)
+            label: {
+                "temperature": float(temperature),
+                "bias": float(bias),
+                "ece_before": float(before),
+                "ece_after": float(after),
+            }
+            for label, temperature, bias, before, after in zip(
+                LABELS, temperatures, biases, ece_before, ece_after
+            )
         },
     }
     thresholds_doc = {

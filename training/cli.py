@@ -76,7 +76,7 @@ def cmd_calibrate(args: argparse.Namespace) -> int:
 
     result = calibrate_run(args.run_dir, args.data)
     summary = {
-        label: {"temperature": round(c["temperature"], 4), "ece_before": round(c["ece_before"], 4), "ece_after": round(c["ece_after"], 4),
+        label: {"temperature": round(c["temperature"], 4), "bias": round(c["bias"], 4), "ece_before": round(c["ece_before"], 4), "ece_after": round(c["ece_after"], 4),
                 "review": round(result["thresholds"]["labels"][label]["review"], 4), "block": round(result["thresholds"]["labels"][label]["block"], 4)}
         for label, c in result["calibration"]["per_label"].items()
     }

@@ -87,6 +87,9 @@ class TrainConfig:
 
 @dataclass
 class CalibrationConfig:
+    method: str = opt(
+        "platt", "probability calibration per label: 'platt' (scale and bias) or 'temperature'"
+    )
     review_min_precision: float = opt(
         0.0, "review threshold: lowest with this precision (0 = best F1)"
     )
