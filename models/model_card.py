@@ -54,6 +54,23 @@ def _speed_lines(speed: dict) -> list[str]:
     return lines + [""]
 
 
+def _recipe_lines(training: dict, calibration: dict) -> list[str]:
+    """Model size, device, distillation and calibration method, from ``training_config.json``."""
+    run, config = training.get("run", {}), training.get("config", {})
+    model, train = config.get("model", {}), config.get("train", {})
+    lines = [f"- encoder layers: {model.get('layers') or 'all'}, pooling: {model.get('pooling')}, "
+             f"epochs trained: {run.get('epochs_trained', '?')} of {train.get('epochs')}, "
+             f"learning rate: {train.get('learning_rate')}, device: {run.get('device', 'not recorded')}"]
+    if train.get("teacher"):
+        lines.append(f"- distilled from `{train['teacher']}`: targets = {train.get('distill_alpha')} × teacher "
+                     f"probability at temperature {train.get('distill_temperature')} + the rest gold label")
+    if train.get("max_minutes"):
+        lines.append(f"- time budget: {train['max_minutes']} min of training (best evaluated epoch kept)")
+    if calibration.get("method"):
+        lines.append(f"- calibration: {calibration['method']}, fitted per label on the calibration split")
+    return lines
+
+
 def render_model_card(bundle: str | Path) -> str:
     """Markdown model card from manifest, labels, thresholds, metrics and training config."""
     bundle = Path(bundle)
@@ -90,6 +107,7 @@ def render_model_card(bundle: str | Path) -> str:
     run = training.get("run", {})
     lines += ["## Training", "", f"- train rows: {run.get('train_rows')}, dev rows: {run.get('dev_rows')}, steps: {run.get('global_steps')}, "
               f"wall time: {run.get('wall_seconds')} s, best dev macro-F1 (best thresholds): {run.get('best_dev_macro_f1')}",
+              *_recipe_lines(training, _load(bundle, "calibration.json")),
               f"- data sha256: `{json.dumps(manifest.get('data_sha256', {}))}`",
               f"- parity (max |Δlogit| torch vs ONNX): `{json.dumps(manifest.get('parity', {}).get('fp32_vs_torch_max_abs_logit_diff'))}`", ""]
     lines += _speed_lines(_load(bundle, "speed.json"))

@@ -132,3 +132,14 @@ def test_evaluate_writes_json_and_markdown(tiny_bundle, fixture_paths, tmp_path)
     assert "hard_negative" in result["slices"]["kind"]
     report = (tmp_path / "eval" / "report.md").read_text()
     assert "## At the block thresholds" in report and "| economic_rumor |" in report
+
+
+def test_int8_scores_do_not_depend_on_batch_neighbours(tiny_bundle, fixture_paths):
+    """Static int8 ranges: a text scores the same alone or padded into a batch of others."""
+    from qingfin.data.rows import read_rows
+
+    texts = [row["text"] for row in read_rows(fixture_paths["test"])][:24]
+    classifier = Classifier.load(tiny_bundle, precision="int8")
+    alone = classifier.predict_proba(texts, batch_size=1)
+    batched = classifier.predict_proba(texts, batch_size=8)
+    assert np.abs(alone - batched).max() < 1e-5

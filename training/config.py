@@ -106,6 +106,9 @@ class ExportConfig:
     parity_tolerance: float = opt(
         1e-4, "max |torch - onnxruntime| logit difference allowed for fp32"
     )
+    int8_calibration_rows: int = opt(
+        400, "first N rows of the calib split that fix the int8 model's activation ranges"
+    )
 
 
 @dataclass
