@@ -46,7 +46,7 @@ def dense_parameters(onnx_path: Path) -> int:
     sizes = {init.name: int(np.prod(init.dims)) for init in model.graph.initializer if len(init.dims) == 2}
     total = 0
     for node in model.graph.node:
-        if node.op_type in ("MatMul", "Gemm", "MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat"):
+        if node.op_type in ("MatMul", "Gemm", "MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QLinearMatMul"):
             total += sum(sizes.get(name, 0) for name in node.input)
     return total
 

@@ -143,3 +143,10 @@ def test_int8_scores_do_not_depend_on_batch_neighbours(tiny_bundle, fixture_path
     alone = classifier.predict_proba(texts, batch_size=1)
     batched = classifier.predict_proba(texts, batch_size=8)
     assert np.abs(alone - batched).max() < 1e-5
+
+
+def test_bench_counts_the_same_dense_weights_in_both_precisions(tiny_bundle):
+    from qingfin.serve.bench import dense_parameters
+
+    fp32 = dense_parameters(tiny_bundle / "model.onnx")
+    assert fp32 > 0 and dense_parameters(tiny_bundle / "model.int8.onnx") == fp32
