@@ -150,3 +150,14 @@ def test_bench_counts_the_same_dense_weights_in_both_precisions(tiny_bundle):
 
     fp32 = dense_parameters(tiny_bundle / "model.onnx")
     assert fp32 > 0 and dense_parameters(tiny_bundle / "model.int8.onnx") == fp32
+
+
+def test_int8_model_stores_weights_and_embeddings_in_one_byte(tiny_bundle):
+    """The word embedding is most of a real model's bytes: it must be quantized too."""
+    import onnx
+
+    initializers = onnx.load(str(tiny_bundle / "model.int8.onnx")).graph.initializer
+    float_matrices = [i.name for i in initializers
+                      if len(i.dims) == 2 and i.data_type == onnx.TensorProto.FLOAT and np.prod(i.dims) > 1000]
+    assert float_matrices == []
+    assert any("word_embeddings" in i.name and i.data_type == onnx.TensorProto.UINT8 for i in initializers)
