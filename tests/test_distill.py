@@ -10,7 +10,7 @@ from qingfin.data.schema import LABELS
 from qingfin.training.distill import soft_targets, teacher_probabilities
 
 
-def test_teacher_probabilities_are_the_teachers_calibrated_view(tiny_run):
+def test_teacher_probabilities_soften_with_temperature(tiny_run):
     texts = ["加微信领取内部额度", "今天天气不错", ""]
     probabilities = teacher_probabilities(tiny_run / "model", texts, LABELS, max_length=64)
     assert probabilities.shape == (3, len(LABELS))

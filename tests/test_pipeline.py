@@ -161,3 +161,15 @@ def test_int8_model_stores_weights_and_embeddings_in_one_byte(tiny_bundle):
                       if len(i.dims) == 2 and i.data_type == onnx.TensorProto.FLOAT and np.prod(i.dims) > 1000]
     assert float_matrices == []
     assert any("word_embeddings" in i.name and i.data_type == onnx.TensorProto.UINT8 for i in initializers)
+
+
+def test_bench_repeats_interleave_and_report_the_median_run(tiny_bundle, fixture_paths):
+    from qingfin.serve.bench import format_bench, run_bench
+
+    report = run_bench(tiny_bundle, fixture_paths["test"], limit=40, budget_s=0.5, repeats=3)
+    for precision in ("int8", "fp32"):
+        runs = report[precision]["runs_batch32_texts_per_s"]
+        assert len(runs) == 3 and sorted(runs)[1] == report[precision]["batch32"]["texts_per_s"]
+    assert "int8 batch-32 texts/s over 3 runs" in format_bench(report)
+    with pytest.raises(ValueError, match="repeats"):
+        run_bench(tiny_bundle, fixture_paths["test"], repeats=0)

@@ -182,7 +182,7 @@ def cmd_normalize(args: argparse.Namespace) -> int:
 def cmd_bench(args: argparse.Namespace) -> int:
     from qingfin.serve.bench import format_bench, run_bench
 
-    report = run_bench(args.model, args.data, args.limit, args.threads, args.torch_run, args.budget)
+    report = run_bench(args.model, args.data, args.limit, args.threads, args.torch_run, args.budget, args.repeats)
     print(format_bench(report))
     if args.json:
         Path(args.json).write_text(json.dumps(report, indent=2), encoding="utf-8")
@@ -337,6 +337,7 @@ def build_parser() -> argparse.ArgumentParser:
     bench.add_argument("--threads", type=int)
     bench.add_argument("--budget", type=float, default=20.0, help="seconds per measurement at most")
     bench.add_argument("--torch-run", help="training run directory, to add torch eager for comparison")
+    bench.add_argument("--repeats", type=int, default=1, help="measure each precision N times, interleaved; report the median run")
     bench.add_argument("--json", help="also write the full report as JSON here")
     bench.set_defaults(func=cmd_bench)
 
