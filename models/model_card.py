@@ -43,14 +43,20 @@ def _metrics_table(metrics: dict) -> list[str]:
 def _speed_lines(speed: dict) -> list[str]:
     if not speed:
         return []
+    repeats = speed.get("repeats", 1)
+    runs = "one run" if repeats == 1 else f"median of {repeats} interleaved runs"
     lines = ["## Speed", "", f"`qingfin bench` on {speed.get('texts')} test-split texts (mean {speed.get('mean_chars', 0):.0f} characters), "
-             f"2-core CPU, one run; numpy sgemm probe {speed.get('sgemm_gflops', 0):.1f} GFLOP/s.", "",
+             f"2-core CPU, {runs}; numpy sgemm probe {speed.get('sgemm_gflops', 0):.1f} GFLOP/s.", "",
              "| model | batch 32 texts/s | batch 32 p50 ms | batch 1 p50 ms | batch 1 p99 ms | normalizer share |", "|---|---|---|---|---|---|"]
     for precision in ("int8", "fp32"):
         if precision in speed:
             r = speed[precision]
             lines.append(f"| {precision} | {r['batch32']['texts_per_s']:.0f} | {r['batch32']['p50_ms']:.1f} | {r['batch1']['p50_ms']:.1f} | "
                          f"{r['batch1']['p99_ms']:.1f} | {100 * r['normalizer_share']:.1f} % |")
+    spreads = [f"{precision} {min(speed[precision]['runs_batch32_texts_per_s']):.0f}–{max(speed[precision]['runs_batch32_texts_per_s']):.0f}"
+               for precision in ("int8", "fp32") if len(speed.get(precision, {}).get("runs_batch32_texts_per_s", [])) > 1]
+    if spreads:
+        lines += ["", f"Batch-32 texts/s range over the runs: {', '.join(spreads)}."]
     return lines + [""]
 
 
