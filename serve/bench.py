@@ -39,11 +39,18 @@ def time_batches(run: Callable[[list[str]], object], texts: list[str], batch_siz
 
 
 def dense_parameters(onnx_path: Path) -> int:
-    """Weights of the matrix multiplications in the graph (embedding lookups excluded)."""
+    """Weights of the matrix multiplications in the graph (embedding lookups excluded).
+
+    A weight reaches its MatMul directly (fp32) or through a DequantizeLinear of an int8
+    initializer (QDQ int8); both count the same.
+    """
     import onnx
 
     model = onnx.load(str(onnx_path), load_external_data=False)
     sizes = {init.name: int(np.prod(init.dims)) for init in model.graph.initializer if len(init.dims) == 2}
+    for node in model.graph.node:
+        if node.op_type == "DequantizeLinear" and node.input[0] in sizes:
+            sizes[node.output[0]] = sizes[node.input[0]]
     total = 0
     for node in model.graph.node:
         if node.op_type in ("MatMul", "Gemm", "MatMulInteger", "DynamicQuantizeMatMul", "MatMulIntegerToFloat", "QLinearMatMul"):
@@ -72,13 +79,15 @@ def _token_count(classifier, texts: list[str]) -> int:
 
 
 def time_stream(classifier, texts: list[str], batch_size: int, budget_s: float) -> dict:
-    """Throughput of the streaming path (``iter_predict``: length-sorted chunks of 8 batches),
-    which is how batch jobs and the service score texts; stops at the time budget."""
+    """Throughput of the streaming path (``iter_predict``: length-sorted windows of
+    ``SORT_WINDOW`` texts), which is how batch jobs score texts; stops at the time budget."""
+    from qingfin.serve.classifier import SORT_WINDOW
+
     started = time.perf_counter()
     done = 0
     for _ in classifier.iter_predict(iter(texts), batch_size=batch_size):
         done += 1
-        if done % (8 * batch_size) == 0 and time.perf_counter() - started > budget_s:
+        if done % SORT_WINDOW == 0 and time.perf_counter() - started > budget_s:
             break
     elapsed = time.perf_counter() - started
     return {"texts": done, "seconds": elapsed, "texts_per_s": done / elapsed}

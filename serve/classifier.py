@@ -24,6 +24,8 @@ from qingfin.serve.scoring import calibrated_probs, calibration_from_document, d
 
 logger = logging.getLogger(__name__)
 
+SORT_WINDOW = 1024  # texts sorted by length together before batching (see predict_proba)
+
 
 @dataclass(frozen=True)
 class Prediction:
@@ -66,8 +68,8 @@ def _as_text_list(texts: Sequence[str]) -> list[str]:
 class Classifier:
     """A loaded model bundle. Thread-safe for concurrent ``predict`` calls (onnxruntime is).
 
-    With the int8 model, a text's scores can move by ~1e-3 depending on which texts share its
-    batch (dynamic quantization scales activations per batch); fp32 is batch-invariant to ~1e-7."""
+    A text's scores do not depend on which texts share its batch (to ~1e-6), in int8 as in
+    fp32: the int8 model's activation ranges are fixed at export (static quantization)."""
 
     def __init__(self, bundle: Bundle, precision: str = "int8", threads: int | None = None):
         self.bundle = bundle
@@ -134,16 +136,26 @@ class Classifier:
         feeds = {name: arrays[name] for name in self._input_names}
         return self._session.run(None, feeds)[0].astype(np.float32)
 
-    def predict_proba(self, texts: Sequence[str], batch_size: int = 32) -> np.ndarray:
-        """Calibrated probabilities ``[N, K]`` float32, columns in ``self.labels`` order."""
+    def predict_proba(self, texts: Sequence[str], batch_size: int = 32, sort_window: int = SORT_WINDOW) -> np.ndarray:
+        """Calibrated probabilities ``[N, K]`` float32, columns in ``self.labels`` order.
+
+        Texts are scored in batches of ``batch_size`` after sorting each run of ``sort_window``
+        consecutive texts by length, so a batch pads to lengths that are alike; results come
+        back in input order. Padding is wasted compute: on the test-split mix, windows of 256
+        texts padded 1.26x the real tokens and windows of 1,000 1.17x, which made batch-32
+        throughput ~15 % higher. Static int8 and fp32 scores do not depend on batch-mates, so
+        the window changes speed only.
+        """
         texts = _as_text_list(texts)
-        chunks = [self._proba_sorted(texts[i : i + 8 * batch_size], batch_size) for i in range(0, len(texts), 8 * batch_size)]
+        if batch_size < 1 or sort_window < 1:
+            raise ValueError(f"batch_size and sort_window must be positive, got {batch_size} and {sort_window}")
+        chunks = [self._proba_sorted(texts[i : i + sort_window], batch_size) for i in range(0, len(texts), sort_window)]
         if not chunks:
             return np.zeros((0, len(self.labels)), dtype=np.float32)
         return np.concatenate(chunks)
 
     def _proba_sorted(self, texts: list[str], batch_size: int) -> np.ndarray:
-        """Score one chunk in length-sorted batches (less padding), returned in input order."""
+        """Score one window in length-sorted batches (less padding), returned in input order."""
         order = sorted(range(len(texts)), key=lambda i: len(texts[i]))
         out = np.zeros((len(texts), len(self.labels)), dtype=np.float32)
         for start in range(0, len(order), batch_size):
@@ -176,9 +188,9 @@ class Classifier:
         probs = self.predict_proba(texts, batch_size=batch_size)
         return [self.prediction_from_probs(text, row, merged) for text, row in zip(texts, probs)]
 
-    def iter_predict(self, texts: Iterable[str], batch_size: int = 32, chunk_size: int | None = None) -> Iterator[Prediction]:
-        """Lazily predict a stream: reads ``chunk_size`` texts at a time, keeps input order."""
-        chunk_size = chunk_size or 8 * batch_size
+    def iter_predict(self, texts: Iterable[str], batch_size: int = 32, chunk_size: int = SORT_WINDOW) -> Iterator[Prediction]:
+        """Lazily predict a stream: reads ``chunk_size`` texts at a time (one length-sorting
+        window), keeps input order."""
         iterator = iter(texts)
         while chunk := list(islice(iterator, chunk_size)):
             yield from self.predict(chunk, batch_size=batch_size)

@@ -80,6 +80,10 @@ def test_predictions_are_consistent_across_doors(tiny_bundle):
     batch = clf.predict_proba(texts, batch_size=7)
     one_by_one = np.concatenate([clf.predict_proba([t]) for t in texts])
     assert np.allclose(batch, one_by_one, atol=1e-5)  # length sorting never reorders outputs
+    windowed = clf.predict_proba(texts, batch_size=7, sort_window=11)  # 5 windows, the last short
+    assert np.allclose(windowed, one_by_one, atol=1e-5)
+    with pytest.raises(ValueError, match="sort_window"):
+        clf.predict_proba(texts, sort_window=0)
     streamed = list(clf.iter_predict(iter(texts), batch_size=4, chunk_size=9))
     direct = clf.predict(texts, batch_size=4)
     assert len(streamed) == len(texts)
@@ -158,9 +162,53 @@ def test_int8_model_stores_weights_and_embeddings_in_one_byte(tiny_bundle):
 
     initializers = onnx.load(str(tiny_bundle / "model.int8.onnx")).graph.initializer
     float_matrices = [i.name for i in initializers
-                      if len(i.dims) == 2 and i.data_type == onnx.TensorProto.FLOAT and np.prod(i.dims) > 1000]
+                      if len(i.dims) == 2 and i.data_type == onnx.TensorProto.FLOAT and np.prod(i.dims) > 1000
+                      and not i.name.endswith("_row_scale")]
     assert float_matrices == []
-    assert any("word_embeddings" in i.name and i.data_type == onnx.TensorProto.UINT8 for i in initializers)
+    assert any("word_embeddings" in i.name and i.data_type == onnx.TensorProto.INT8 for i in initializers)
+
+
+def test_row_wise_embedding_quantization_keeps_every_row_close():
+    """Rows of very different ranges each keep ~1/254 of their own range (one scale per table
+    would flatten the small rows to zero)."""
+    import onnx
+    import onnxruntime as ort
+    from onnx import TensorProto, helper, numpy_helper
+
+    from qingfin.models.export import quantize_embedding_rows
+
+    rng = np.random.default_rng(0)
+    table = (rng.standard_normal((1200, 8)) * np.logspace(-4, 1, 1200)[:, None]).astype(np.float32)
+    table[7] = 0.0
+    graph = helper.make_graph(
+        [helper.make_node("Gather", ["table", "ids"], ["rows"], name="lookup")], "g",
+        [helper.make_tensor_value_info("ids", TensorProto.INT64, [None])],
+        [helper.make_tensor_value_info("rows", TensorProto.FLOAT, [None, 8])],
+        [numpy_helper.from_array(table, "table")])
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    assert quantize_embedding_rows(model) == ["table"]
+    assert quantize_embedding_rows(model) == []  # already int8: nothing left to rewrite
+    ids = np.arange(1200, dtype=np.int64)
+    got = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"]).run(None, {"ids": ids})[0]
+    row_range = np.abs(table).max(axis=1)
+    assert np.all(np.abs(got - table).max(axis=1) <= row_range / 254 + 1e-12)
+    assert np.all(got[7] == 0.0)
+
+
+def test_int8_graph_runs_fused_integer_kernels(tiny_bundle):
+    """What makes int8 fast on CPU: GELU and residual+LayerNorm fused, weight products run as
+    MatMulIntegerToFloat (int8 in, float out) once onnxruntime has optimized the session."""
+    import onnx
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tiny_bundle.parent / "int8-optimized.onnx")
+    ort.InferenceSession(str(tiny_bundle / "model.int8.onnx"), options, providers=["CPUExecutionProvider"])
+    ops = [node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node]
+    layers = 2  # the tiny test model
+    assert ops.count("MatMulIntegerToFloat") == 6 * layers  # Q, K, V, output, FFN in, FFN out
+    assert ops.count("BiasGelu") == layers and "Erf" not in ops
+    assert ops.count("SkipLayerNormalization") == 2 * layers
 
 
 def test_bench_repeats_interleave_and_report_the_median_run(tiny_bundle, fixture_paths):
