@@ -46,6 +46,11 @@ class ModelConfig:
     freeze_embeddings: bool = opt(
         False, "freeze the word embeddings (faster, fewer trainable parameters)"
     )
+    init_from: str = opt(
+        "",
+        "warm start: a trained run's model/ directory (encoder, head and tokenizer); "
+        "continues training it instead of starting a new head on the base",
+    )
 
 
 @dataclass

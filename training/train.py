@@ -134,8 +134,15 @@ def train(config: RunConfig) -> Path:
 
     # Hash the data as read now: the files may change while a long run trains.
     data_sha256 = {name: file_sha256(getattr(config.data, name)) for name in ("train", "dev")}
-    base_dir = resolve_base(config)
-    tokenizer = load_tokenizer(base_dir)
+    init_dir = Path(config.model.init_from) if config.model.init_from else None
+    if init_dir:
+        if not (init_dir / "head.json").is_file():
+            raise FileNotFoundError(f"model.init_from={init_dir}: not a trained model directory (no head.json)")
+        base_dir, base_manifest = _warm_start_origin(init_dir)
+    else:
+        base_dir = resolve_base(config)
+        base_manifest = _base_manifest(base_dir)
+    tokenizer = load_tokenizer(init_dir / "tokenizer", init_dir / "encoder") if init_dir else load_tokenizer(base_dir)
     train_split = load_split(config.data.train, config.data.normalizer)
     dev_split = load_split(config.data.dev, config.data.normalizer)
     if config.data.augment:
@@ -147,9 +154,12 @@ def train(config: RunConfig) -> Path:
         "train rows %d, dev rows %d, base %s", len(train_split.rows), len(dev_split.rows), base_dir
     )
 
-    model = MultiLabelModel.from_base(
-        base_dir, LABELS, config.model.pooling, config.model.dropout, config.model.layers
-    )
+    if init_dir:
+        model = warm_start_model(init_dir, config.model.layers)
+    else:
+        model = MultiLabelModel.from_base(
+            base_dir, LABELS, config.model.pooling, config.model.dropout, config.model.layers
+        )
     if config.model.freeze_embeddings:
         model.encoder.embeddings.word_embeddings.weight.requires_grad_(False)
     if config.train.pos_weight:
@@ -190,7 +200,8 @@ def train(config: RunConfig) -> Path:
     tokenizer.save_pretrained(str(run_dir / "model" / "tokenizer"))
     summary = {
         "base": str(base_dir),
-        "base_manifest": _base_manifest(base_dir),
+        "base_manifest": base_manifest,
+        "init_from": str(init_dir) if init_dir else None,
         "data_sha256": data_sha256,
         "train_rows": len(train_split.rows),
         "dev_rows": len(dev_split.rows),
@@ -229,6 +240,28 @@ def _device_name() -> str:
     if torch.cuda.is_available():
         return f"cuda: {torch.cuda.get_device_name(0)}"
     return f"cpu: {torch.get_num_threads()} threads"
+
+
+def warm_start_model(model_dir: Path, layers: int) -> MultiLabelModel:
+    """A trained model (encoder and head) to continue training, e.g. to finish a schedule a time
+    budget cut short, or to fine-tune on relabeled data without re-learning the head."""
+    model = MultiLabelModel.load(model_dir)
+    if tuple(model.labels) != tuple(LABELS):
+        raise ValueError(f"model.init_from={model_dir}: labels {model.labels} differ from the schema's {tuple(LABELS)}")
+    depth = model.encoder.config.num_hidden_layers
+    if layers and layers != depth:
+        raise ValueError(f"model.layers={layers} but model.init_from={model_dir} has {depth} layers (set 0 or {depth})")
+    return model.train()
+
+
+def _warm_start_origin(model_dir: Path) -> tuple[Path, dict | None]:
+    """Where a warm start's weights first came from: the base directory and base manifest
+    recorded by the run that trained ``model_dir`` (its ``train_summary.json``), so the new
+    run's bundle still names the pretrained model and its licence. Falls back to the
+    model's own encoder directory when that run left no summary."""
+    summary_path = model_dir.parent / "train_summary.json"
+    summary = json.loads(summary_path.read_text(encoding="utf-8")) if summary_path.is_file() else {}
+    return Path(summary.get("base") or model_dir / "encoder"), summary.get("base_manifest")
 
 
 def _base_manifest(base_dir: Path) -> dict | None:
