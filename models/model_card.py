@@ -77,6 +77,18 @@ def _recipe_lines(training: dict, calibration: dict) -> list[str]:
     return lines
 
 
+def _graph_lines(manifest: dict) -> list[str]:
+    """How the ONNX graph was built (fusions, int8 scheme), when the export recorded it."""
+    graph, parity = manifest.get("graph") or {}, manifest.get("parity", {})
+    lines = []
+    if graph.get("fused_operators"):
+        lines.append(f"- fused operators: {', '.join(f'{op} × {n}' for op, n in graph['fused_operators'].items())}")
+    if graph.get("int8"):
+        lines.append(f"- int8: {graph['int8']}; max |Δlogit| int8 vs torch on the parity shapes: "
+                     f"{parity.get('int8_vs_torch_max_abs_logit_diff', float('nan')):.3f}")
+    return lines
+
+
 def render_model_card(bundle: str | Path) -> str:
     """Markdown model card from manifest, labels, thresholds, metrics and training config."""
     bundle = Path(bundle)
@@ -115,7 +127,8 @@ def render_model_card(bundle: str | Path) -> str:
               f"wall time: {run.get('wall_seconds')} s, best dev macro-F1 (best thresholds): {run.get('best_dev_macro_f1')}",
               *_recipe_lines(training, _load(bundle, "calibration.json")),
               f"- data sha256: `{json.dumps(manifest.get('data_sha256', {}))}`",
-              f"- parity (max |Δlogit| torch vs ONNX): `{json.dumps(manifest.get('parity', {}).get('fp32_vs_torch_max_abs_logit_diff'))}`", ""]
+              f"- parity (max |Δlogit| torch vs ONNX): `{json.dumps(manifest.get('parity', {}).get('fp32_vs_torch_max_abs_logit_diff'))}`",
+              *_graph_lines(manifest), ""]
     lines += _speed_lines(_load(bundle, "speed.json"))
     lines += [BASE_SECTION, LICENCE_SECTION,
               "## Limitations",

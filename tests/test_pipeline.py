@@ -30,7 +30,10 @@ def test_bundle_files_and_manifest(tiny_bundle):
     assert expected == set(manifest["files"])
     assert manifest["parity"]["fp32_vs_torch_max_abs_logit_diff"] <= 1e-4
     assert {"torch", "onnxruntime", "git_commit"} <= set(manifest["built_with"])
-    assert "# qingfin-tiny-demo 0.0.1" in (tiny_bundle / "README.md").read_text()
+    card = (tiny_bundle / "README.md").read_text()
+    assert "# qingfin-tiny-demo 0.0.1" in card
+    assert manifest["graph"]["fused_operators"]["BiasGelu"] == 2 and "- fused operators: BiasGelu × 2" in card
+    assert "- int8: static QDQ" in card
     metrics = json.loads((tiny_bundle / "metrics.json").read_text())
     assert {"dev", "calib", "test"} == set(metrics) and "macro" in metrics["test"]["review"]
 
