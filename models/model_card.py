@@ -134,5 +134,7 @@ def render_model_card(bundle: str | Path) -> str:
               "## Limitations",
               "Labels with few real positives (defamation, economic_rumor, grey_industry) are learned mostly from authored "
               "examples; expect lower recall on phrasings unlike them. Texts longer than the model's maximum length are "
-              "truncated. Scores are calibrated on the calibration split and drift with platform content: recalibrate on fresh data.", ""]
+              "truncated. Scores are calibrated on the calibration split and drift with platform content: recalibrate on fresh data. "
+              "Punctuation inserted inside words (渠，道 / 筹，码) is an obfuscation neither the normalizer nor the attack suite "
+              "covers yet. The ONNX graphs use onnxruntime operators outside the ONNX standard (see the manifest's `graph`).", ""]
     return "\n".join(lines)
