@@ -39,3 +39,5 @@ def test_warm_start_refuses_what_it_cannot_continue(tiny_config, tiny_run, tmp_p
         train(_warm_config(tiny_config, tmp_path, tiny_run))  # the run directory, not its model/
     with pytest.raises(ValueError, match="layers"):
         train(_warm_config(tiny_config, tmp_path, tiny_run / "model", layers=1))
+    with pytest.raises(ValueError, match="pooling"):
+        train(_warm_config(tiny_config, tmp_path, tiny_run / "model", pooling="cls"))

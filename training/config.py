@@ -49,7 +49,7 @@ class ModelConfig:
     init_from: str = opt(
         "",
         "warm start: a trained run's model/ directory (encoder, head and tokenizer); "
-        "continues training it instead of starting a new head on the base",
+        "continues training it instead of starting a new head on the base (model.base is then unused)",
     )
 
 

@@ -155,7 +155,7 @@ def train(config: RunConfig) -> Path:
     )
 
     if init_dir:
-        model = warm_start_model(init_dir, config.model.layers)
+        model = warm_start_model(init_dir, config.model.layers, config.model.pooling)
     else:
         model = MultiLabelModel.from_base(
             base_dir, LABELS, config.model.pooling, config.model.dropout, config.model.layers
@@ -242,10 +242,13 @@ def _device_name() -> str:
     return f"cpu: {torch.get_num_threads()} threads"
 
 
-def warm_start_model(model_dir: Path, layers: int) -> MultiLabelModel:
+def warm_start_model(model_dir: Path, layers: int, pooling: str) -> MultiLabelModel:
     """A trained model (encoder and head) to continue training, e.g. to finish a schedule a time
-    budget cut short, or to fine-tune on relabeled data without re-learning the head."""
+    budget cut short, or to fine-tune on relabeled data without re-learning the head. Its
+    architecture comes from the saved model; config keys that disagree with it are errors."""
     model = MultiLabelModel.load(model_dir)
+    if model.pooling != pooling:
+        raise ValueError(f"model.pooling={pooling!r} but model.init_from={model_dir} pools with {model.pooling!r}")
     if tuple(model.labels) != tuple(LABELS):
         raise ValueError(f"model.init_from={model_dir}: labels {model.labels} differ from the schema's {tuple(LABELS)}")
     depth = model.encoder.config.num_hidden_layers
