@@ -1,6 +1,6 @@
 import numpy as np
 import pytest
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from qingfin.models.calibration import (
@@ -85,10 +85,11 @@ def test_platt_recovers_a_shifted_and_underconfident_model():
 
 @settings(max_examples=30, deadline=None)
 @given(st.integers(0, 10_000), st.floats(0.2, 4.0), st.floats(-3.0, 3.0))
+@example(164, 0.25, -2.0)  # found by CI: the optimum scale 0.022 lies below the allowed 1/T >= e^-3
 def test_platt_matches_scikit_learn_and_never_loses_to_temperature(seed, scale, shift):
     from sklearn.linear_model import LogisticRegression
 
-    from qingfin.models.calibration import _bce, fit_platt
+    from qingfin.models.calibration import _LOG_T_RANGE, _bce, fit_platt
 
     rng = np.random.default_rng(seed)
     z = rng.normal(0, 2, 400)
@@ -98,8 +99,13 @@ def test_platt_matches_scikit_learn_and_never_loses_to_temperature(seed, scale, 
     temperature, bias = fit_platt(z, y)
     reference = LogisticRegression(C=1e8, tol=1e-10, max_iter=10_000).fit(z[:, None], y)
     platt_loss = _bce(z, y, 1 / temperature, bias)
-    assert platt_loss <= _bce(z, y, reference.coef_[0, 0], reference.intercept_[0]) + 1e-6
     assert platt_loss <= _bce(z, y, 1 / fit_temperature(z, y)) + 1e-9  # a superset of temperature
+    low, high = np.exp(-_LOG_T_RANGE[1]), np.exp(-_LOG_T_RANGE[0])  # the allowed scales 1/T
+    if low <= reference.coef_[0, 0] <= high:
+        assert platt_loss <= _bce(z, y, reference.coef_[0, 0], reference.intercept_[0]) + 1e-6
+    else:  # the unconstrained optimum needs a T outside the range: Platt stops at the bound
+        bound = low if reference.coef_[0, 0] < low else high
+        assert 1 / temperature == pytest.approx(bound)
 
 
 def test_platt_stays_finite_and_increasing_on_separable_data():
