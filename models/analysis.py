@@ -722,7 +722,7 @@ def policy_from_document(
     ThresholdPolicy(review_min_precision=None, block_precision=0.97)
     """
     fields = {**(thresholds_doc.get("policy") or {}), **(override or {})}
-    known = {"review_min_precision", "block_precision"}
+    known = {"review_min_precision", "block_precision", "precision_confidence"}
     unknown = set(fields) - known
     if unknown:
         raise ValueError(
@@ -784,12 +784,7 @@ def thresholds_document(
     ``derived_from`` record (which bundle and data the candidate came from)."""
     check_thresholds(chosen, labels)
     document: dict[str, Any] = {
-        "policy": None
-        if policy is None
-        else {
-            "review_min_precision": policy.review_min_precision,
-            "block_precision": policy.block_precision,
-        },
+        "policy": None if policy is None else policy.document(),
         "calibration_data_sha256": calibration_data_sha256,
         "labels": {
             label: {

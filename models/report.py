@@ -8,6 +8,7 @@ origin, attack kind) and the worst errors with short hand-written analyses (``--
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 from pathlib import Path
@@ -19,7 +20,7 @@ from qingfin.data.rows import read_rows
 from qingfin.data.schema import LABELS
 from qingfin.models import analysis, metrics
 from qingfin.models.baselines import kind_rates, run_baselines
-from qingfin.models.calibration import ThresholdPolicy
+from qingfin.models.calibration import choose_thresholds
 from qingfin.models.evaluate import attack_results, evaluate_rows
 
 logger = logging.getLogger(__name__)
@@ -69,6 +70,43 @@ def _worst_errors(rows: list[dict], probs: np.ndarray, review: np.ndarray, class
     return picked
 
 
+# The confidence the report tries as an alternative to the shipped policy (see ThresholdPolicy).
+ALTERNATIVE_CONFIDENCE = 0.9
+
+
+def precision_transfer(y_by_split: dict[str, np.ndarray], probs_by_split: dict[str, np.ndarray],
+                       thresholds: dict[str, dict[str, float]]) -> dict:
+    """Precision, recall and F1 per label and level on each split at the given thresholds.
+
+    The thresholds come from calib, where they meet their precision target by construction; the
+    other splits show how that precision holds on rows the thresholds never saw.
+    """
+    out: dict = {}
+    for level in ("review", "block"):
+        cut = [thresholds[label][level] for label in LABELS]
+        out[level] = {}
+        for split, y in y_by_split.items():
+            prf = metrics.precision_recall_f1(y, probs_by_split[split], cut)
+            out[level][split] = {"per_label": {label: {"threshold": float(cut[k]), **{m: float(prf[m][k]) for m in ("precision", "recall", "f1")}}
+                                               for k, label in enumerate(LABELS)},
+                                 "macro_f1": float(np.mean(prf["f1"]))}
+    return out
+
+
+def precision_targets(shipped, rows_by_split: dict[str, list[dict]], policy) -> dict:
+    """Shipped thresholds, and the same policy with a one-sided confidence bound, on calib/dev/test."""
+    scored = {split: analysis.score_rows(shipped, rows) for split, rows in rows_by_split.items()}
+    y = {split: s["y_true"] for split, s in scored.items()}
+    probs = {split: s["calibrated"] for split, s in scored.items()}
+    result = {"policy": policy.document(), "shipped": precision_transfer(y, probs, shipped.thresholds)}
+    if policy.precision_confidence is None:
+        alternative = dataclasses.replace(policy, precision_confidence=ALTERNATIVE_CONFIDENCE)
+        chosen = choose_thresholds(y["calib"], probs["calib"], LABELS, alternative)
+        result["alternative"] = {"policy": alternative.document(), "notes": {l: chosen[l]["notes"] for l in LABELS if chosen[l]["notes"]},
+                                 **precision_transfer(y, probs, chosen)}
+    return result
+
+
 def build_report(model: str | Path, data_dir: str | Path, out: str | Path, fp32_model: str | Path | None = None,
                  base_dir: str | Path | None = None, notes: str | Path | None = None) -> dict:
     from qingfin.serve import Classifier
@@ -76,10 +114,9 @@ def build_report(model: str | Path, data_dir: str | Path, out: str | Path, fp32_
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     data_dir = Path(data_dir)
-    train, calib, test = (read_rows(data_dir / f"{name}.jsonl") for name in ("train", "calib", "test"))
+    train, calib, dev, test = (read_rows(data_dir / f"{name}.jsonl") for name in ("train", "calib", "dev", "test"))
     shipped = Classifier.load(model)
-    policy_doc = shipped.bundle.thresholds["policy"]
-    policy = ThresholdPolicy(review_min_precision=policy_doc.get("review_min_precision"), block_precision=policy_doc["block_precision"])
+    policy = analysis.policy_from_document(shipped.bundle.thresholds)
 
     systems, probs_by_name, evaluations = {}, {}, {}
     for name, path, precision in (("shipped int8", model, None), ("fp32 twin", fp32_model, "fp32")):
@@ -116,6 +153,7 @@ def build_report(model: str | Path, data_dir: str | Path, out: str | Path, fp32_
         "attacks": attacks,
         "ece_test": {"before": metrics.expected_calibration_error(y_test, main["scores"]["uncalibrated"]).tolist(),
                      "after": metrics.expected_calibration_error(y_test, main["scores"]["calibrated"]).tolist()},
+        "precision_targets": precision_targets(shipped, {"calib": calib, "dev": dev, "test": test}, policy),
         "confusion": analysis.confusion_records(y_test, main["scores"]["calibrated"], review, LABELS),
         "worst_errors": errors,
     }
@@ -126,6 +164,41 @@ def build_report(model: str | Path, data_dir: str | Path, out: str | Path, fp32_
 
 def _f(value) -> str:
     return "–" if value is None else f"{100 * value:.1f}"
+
+
+def _precision_target_lines(targets: dict) -> list[str]:
+    policy, shipped = targets["policy"], targets["shipped"]
+    splits = list(shipped["review"])
+    aims = {"review": policy.get("review_min_precision"), "block": policy["block_precision"]}
+    lines = ["", "## Do the precision targets hold on unseen data?", "",
+             "Each threshold is the lowest that reaches its precision target on calib, so calib meets the target by "
+             "construction; dev and test show how that precision holds on rows the thresholds never saw.", "",
+             "| label | " + " | ".join(f"{level} P {split}" for level in ("review", "block") for split in splits) + " |",
+             "|---|" + "---|" * (2 * len(splits))]
+    for label in LABELS:
+        lines.append(f"| {label} | " + " | ".join(_f(shipped[level][split]["per_label"][label]["precision"])
+                                                  for level in ("review", "block") for split in splits) + " |")
+    lines.append("| target | " + " | ".join(_f(aims[level]) for level in ("review", "block") for _ in splits) + " |")
+    alternative = targets.get("alternative")
+    if alternative:
+        confidence = alternative["policy"]["precision_confidence"]
+        lines += ["", f"The same targets required at {confidence:g} one-sided confidence on calib (`calibration.precision_confidence="
+                  f"{confidence:g}`, not the shipped policy) trade recall for precision that holds more often:", "",
+                  "| label | " + " | ".join(f"{level} P/R {split}" for level in ("review", "block") for split in splits[1:]) + " |",
+                  "|---|" + "---|" * (2 * len(splits[1:]))]
+        for label in LABELS:
+            cells = []
+            for level in ("review", "block"):
+                for split in splits[1:]:
+                    m = alternative[level][split]["per_label"][label]
+                    cells.append("disabled" if m["threshold"] >= 1.0 else f"{_f(m['precision'])} / {_f(m['recall'])}")
+            lines.append(f"| {label} | " + " | ".join(cells) + " |")
+        lines += ["", "Macro-F1 at review: " + "; ".join(
+            f"{split}: shipped {_f(shipped['review'][split]['macro_f1'])}, at {confidence:g} confidence {_f(alternative['review'][split]['macro_f1'])}"
+            for split in splits[1:]) + "."]
+        for label, label_notes in alternative["notes"].items():
+            lines.append(f"- {label} at {confidence:g} confidence: " + "; ".join(label_notes))
+    return lines
 
 
 def render(summary: dict, shipped, notes: dict) -> str:
@@ -149,6 +222,7 @@ def render(summary: dict, shipped, notes: dict) -> str:
         lines.append(f"| {label} | {r['threshold']:.3f} | {_f(r['precision'])} | {_f(r['recall'])} | {_f(r['f1'])} | {_f(r['pr_auc'])} | "
                      f"{b['threshold']:.3f} | {_f(b['precision'])} | {_f(b['recall'])} | {summary['ece_test']['before'][k]:.3f} | "
                      f"{summary['ece_test']['after'][k]:.3f} | {r['support']} |")
+    lines += _precision_target_lines(summary["precision_targets"])
     lines += ["", "![PR curves](pr_curves.png)", "", "![Reliability](reliability_test.png)", "",
               "## Confusion per label (review thresholds)", "", "| label | tp | fp | fn | tn |", "|---|---|---|---|---|"]
     for c in summary["confusion"]:

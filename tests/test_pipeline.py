@@ -224,3 +224,24 @@ def test_bench_repeats_interleave_and_report_the_median_run(tiny_bundle, fixture
     assert "int8 batch-32 texts/s over 3 runs" in format_bench(report)
     with pytest.raises(ValueError, match="repeats"):
         run_bench(tiny_bundle, fixture_paths["test"], repeats=0)
+
+
+def test_calibrate_policy_overrides_are_recorded(tiny_run, tmp_path):
+    import json
+    import shutil
+
+    from qingfin.training.calibrate import calibrate_run
+    from qingfin.training.config import ConfigError
+
+    run = shutil.copytree(tiny_run, tmp_path / "run")
+    result = calibrate_run(run, overrides=["calibration.review_min_precision=0.8", "calibration.precision_confidence=0.9"])
+    written = json.loads((run / "thresholds.json").read_text(encoding="utf-8"))
+    assert written == result["thresholds"]
+    assert written["policy"]["precision_confidence"] == 0.9
+    for label, chosen in written["labels"].items():
+        # Each level either met its target at 0.9 confidence or says that it could not.
+        assert chosen["block_method"].endswith("at 0.9 confidence")
+        assert chosen["review_method"] == "min_precision>=0.8 at 0.9 confidence" or any(
+            "0.8 at 0.9 confidence unreachable" in note for note in chosen["notes"]), label
+    with pytest.raises(ConfigError, match="only overrides"):
+        calibrate_run(run, overrides=["train.epochs=3"])

@@ -6,6 +6,7 @@ import numpy as np
 
 from qingfin.data.rows import read_rows
 from qingfin.models.baselines import keyword_probs, run_baselines
+from qingfin.data.schema import LABELS
 from qingfin.models.calibration import ThresholdPolicy
 
 
@@ -33,3 +34,29 @@ def test_baselines_and_report(tiny_bundle, tiny_base, fixture_paths, tmp_path):
     text = (out / "README.md").read_text()
     assert "## Systems side by side" in text and "## Worst errors" in text and "| combo |" in text
     assert np.isfinite(json.loads((out / "metrics.json").read_text())["ece_test"]["after"]).all()
+    # Precision targets: the shipped thresholds measured on calib, dev and test, beside the
+    # confidence-bound alternative, which is chosen on these very calib scores: where its block
+    # threshold is enabled and not merely raised to the review one, calib precision meets the target.
+    targets = summary["precision_targets"]
+    assert set(targets["shipped"]["review"]) == {"calib", "dev", "test"}
+    block_target = targets["policy"]["block_precision"]
+    alternative = targets["alternative"]
+    for label, m in alternative["block"]["calib"]["per_label"].items():
+        raised = m["threshold"] == alternative["review"]["calib"]["per_label"][label]["threshold"]
+        assert m["threshold"] >= 1.0 or raised or m["precision"] >= block_target - 1e-9, label
+    assert alternative["policy"]["precision_confidence"] == 0.9
+    assert "## Do the precision targets hold on unseen data?" in text and "at 0.9 confidence" in text
+
+
+def test_precision_transfer_measures_each_split_at_the_given_thresholds():
+    from qingfin.models.report import precision_transfer
+
+    y = np.zeros((4, len(LABELS)))
+    y[:2, 0] = 1
+    probs = np.zeros((4, len(LABELS)))
+    probs[:, 0] = [0.9, 0.2, 0.8, 0.1]  # at 0.5: one right, one wrong, one missed
+    thresholds = {label: {"review": 0.5, "block": 1.0} for label in LABELS}
+    out = precision_transfer({"dev": y}, {"dev": probs}, thresholds)
+    first = out["review"]["dev"]["per_label"][LABELS[0]]
+    assert (first["precision"], first["recall"], first["f1"]) == (0.5, 0.5, 0.5)
+    assert out["block"]["dev"]["per_label"][LABELS[0]]["recall"] == 0.0

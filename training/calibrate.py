@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Sequence
 from pathlib import Path
 
 from qingfin.data.hashing import file_sha256
@@ -12,24 +13,29 @@ from qingfin.models.calibration import ThresholdPolicy, calibrate
 from qingfin.models.metrics import expected_calibration_error
 from qingfin.models.modeling import MultiLabelModel, torch_logits
 from qingfin.serve.scoring import calibrated_probs, sigmoid
-from qingfin.training.config import RunConfig, load_config
+from qingfin.training.config import ConfigError, RunConfig, load_config
 from qingfin.training.text_data import load_split
 from qingfin.training.tokenizer_loading import load_tokenizer
 
 logger = logging.getLogger(__name__)
 
 
-def run_config(run_dir: Path) -> RunConfig:
-    return load_config(run_dir / "config.toml")[0]
+def run_config(run_dir: Path, overrides: Sequence[str] = ()) -> RunConfig:
+    return load_config(run_dir / "config.toml", list(overrides))[0]
 
 
-def calibrate_run(run_dir: str | Path, calib_path: str | None = None) -> dict:
+def calibrate_run(run_dir: str | Path, calib_path: str | None = None, overrides: Sequence[str] = ()) -> dict:
     """Fit per-label calibration and thresholds; write ``calibration.json`` and ``thresholds.json``.
 
-    Returns a summary with ECE per label before and after calibration.
+    ``overrides`` (``"calibration.KEY=VALUE"``) change the threshold policy for this calibration
+    only; ``thresholds.json`` records the policy actually used. Returns a summary with ECE per
+    label before and after calibration.
     """
     run_dir = Path(run_dir)
-    config = run_config(run_dir)
+    for text in overrides:
+        if not text.strip().startswith("calibration."):
+            raise ConfigError(f"calibrate only overrides [calibration] keys, got {text!r}")
+    config = run_config(run_dir, overrides)
     calib_path = calib_path or config.data.calib
     split = load_split(calib_path, config.data.normalizer)
     model = MultiLabelModel.load(run_dir / "model")
@@ -37,7 +43,8 @@ def calibrate_run(run_dir: str | Path, calib_path: str | None = None) -> dict:
     logits = torch_logits(model, tokenizer, split.texts, config.data.max_length, config.train.eval_batch_size)
 
     review = config.calibration.review_min_precision or None
-    policy = ThresholdPolicy(review_min_precision=review, block_precision=config.calibration.block_precision)
+    policy = ThresholdPolicy(review_min_precision=review, block_precision=config.calibration.block_precision,
+                             precision_confidence=config.calibration.precision_confidence or None)
     method = config.calibration.method
     temperatures, biases, thresholds = calibrate(logits, split.y, LABELS, policy, method)
     data_hash = file_sha256(calib_path)
@@ -60,7 +67,7 @@ def calibrate_run(run_dir: str | Path, calib_path: str | None = None) -> dict:
         },
     }
     thresholds_doc = {
-        "policy": {"review_min_precision": review, "block_precision": policy.block_precision},
+        "policy": policy.document(),
         "calibration_data_sha256": data_hash,
         "labels": thresholds,
     }

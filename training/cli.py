@@ -74,7 +74,7 @@ def cmd_train(args: argparse.Namespace) -> int:
 def cmd_calibrate(args: argparse.Namespace) -> int:
     from qingfin.training.calibrate import calibrate_run
 
-    result = calibrate_run(args.run_dir, args.data)
+    result = calibrate_run(args.run_dir, args.data, args.set or [])
     summary = {
         label: {"temperature": round(c["temperature"], 4), "bias": round(c["bias"], 4), "ece_before": round(c["ece_before"], 4), "ece_after": round(c["ece_after"], 4),
                 "review": round(result["thresholds"]["labels"][label]["review"], 4), "block": round(result["thresholds"]["labels"][label]["block"], 4)}
@@ -282,6 +282,9 @@ def build_parser() -> argparse.ArgumentParser:
     calibrate = sub.add_parser("calibrate", help="fit temperatures and review/block thresholds on the calib split")
     calibrate.add_argument("run_dir")
     calibrate.add_argument("--data", help="calibration file (default: the run config's data.calib)")
+    calibrate.add_argument("--set", action="append", metavar="calibration.KEY=VALUE",
+                           help="override one [calibration] key of the run's config, e.g. calibration.precision_confidence=0.9 "
+                                "(repeatable; the policy used is recorded in thresholds.json)")
     calibrate.set_defaults(func=cmd_calibrate)
 
     export = sub.add_parser("export", help="export a calibrated run to a model bundle (ONNX fp32 + int8)")

@@ -99,6 +99,10 @@ class CalibrationConfig:
         0.0, "review threshold: lowest with this precision (0 = best F1)"
     )
     block_precision: float = opt(0.95, "block threshold: lowest reaching this precision")
+    precision_confidence: float = opt(
+        0.0,
+        "both precision targets must hold at this one-sided confidence (Wilson bound on calib), e.g. 0.9; 0 = as measured",
+    )
 
 
 @dataclass
