@@ -73,7 +73,9 @@ def _recipe_lines(training: dict, calibration: dict) -> list[str]:
     if train.get("max_minutes"):
         lines.append(f"- time budget: {train['max_minutes']} min of training (best evaluated epoch kept)")
     if calibration.get("method"):
-        lines.append(f"- calibration: {calibration['method']}, fitted per label on the calibration split")
+        graph = (calibration.get("fitted_on") or {}).get("graph")
+        scores = f", on the scores of `{graph}` (the graph served by default)" if graph else ""
+        lines.append(f"- calibration and thresholds: {calibration['method']}, fitted per label on the calibration split{scores}")
     return lines
 
 

@@ -245,3 +245,30 @@ def test_calibrate_policy_overrides_are_recorded(tiny_run, tmp_path):
             "0.8 at 0.9 confidence unreachable" in note for note in chosen["notes"]), label
     with pytest.raises(ConfigError, match="only overrides"):
         calibrate_run(run, overrides=["train.epochs=3"])
+
+
+def test_bundle_thresholds_are_fitted_on_the_served_graph(tiny_run, tiny_bundle, fixture_paths):
+    """Export refits calibration and thresholds on the int8 graph's calib scores, with the run's
+    policy, so a precision target met on calib is met by the model that is actually served."""
+    import json
+
+    from qingfin.data.rows import read_rows
+    from qingfin.data.schema import LABELS, labels_matrix
+    from qingfin.models.analysis import batched_logits
+    from qingfin.models.calibration import choose_thresholds
+    from qingfin.models.analysis import policy_from_document
+    from qingfin.serve import Classifier
+    from qingfin.serve.scoring import calibrated_probs, calibration_from_document
+
+    clf = Classifier.load(tiny_bundle)
+    run_thresholds = json.loads((tiny_run / "thresholds.json").read_text(encoding="utf-8"))
+    assert clf.bundle.calibration["fitted_on"]["graph"] == "model.int8.onnx"
+    assert clf.bundle.thresholds["policy"] == run_thresholds["policy"]
+    rows = read_rows(fixture_paths["calib"])
+    logits = batched_logits(clf.logits, [row["text"] for row in rows])
+    probs = calibrated_probs(logits, *calibration_from_document(clf.bundle.calibration, LABELS))
+    again = choose_thresholds(labels_matrix([row["labels"] for row in rows], LABELS), probs, LABELS,
+                              policy_from_document(run_thresholds))
+    for label in LABELS:
+        assert clf.thresholds[label]["review"] == pytest.approx(again[label]["review"], abs=1e-6)
+        assert clf.thresholds[label]["block"] == pytest.approx(again[label]["block"], abs=1e-6)

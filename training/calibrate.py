@@ -7,6 +7,8 @@ import logging
 from collections.abc import Sequence
 from pathlib import Path
 
+import numpy as np
+
 from qingfin.data.hashing import file_sha256
 from qingfin.data.schema import LABELS
 from qingfin.models.calibration import ThresholdPolicy, calibrate
@@ -22,6 +24,34 @@ logger = logging.getLogger(__name__)
 
 def run_config(run_dir: Path, overrides: Sequence[str] = ()) -> RunConfig:
     return load_config(run_dir / "config.toml", list(overrides))[0]
+
+
+def policy_from_config(config: RunConfig) -> ThresholdPolicy:
+    return ThresholdPolicy(review_min_precision=config.calibration.review_min_precision or None,
+                           block_precision=config.calibration.block_precision,
+                           precision_confidence=config.calibration.precision_confidence or None)
+
+
+def calibration_documents(logits: np.ndarray, y_true: np.ndarray, policy: ThresholdPolicy, method: str,
+                          fitted_on: dict) -> tuple[dict, dict]:
+    """``calibration.json`` and ``thresholds.json`` documents fitted on calib ``logits[N, K]``.
+
+    ``fitted_on`` describes the scores (``file``, ``sha256``, ``rows``, and for a bundle the
+    ``graph`` they came from); it is recorded so a bundle says what its thresholds were fit on.
+    """
+    temperatures, biases, thresholds = calibrate(logits, y_true, LABELS, policy, method)
+    ece_before = expected_calibration_error(y_true, sigmoid(logits))
+    ece_after = expected_calibration_error(y_true, calibrated_probs(logits, temperatures, biases))
+    calibration = {
+        "method": method,
+        "fitted_on": dict(fitted_on),
+        "per_label": {
+            label: {"temperature": float(temperature), "bias": float(bias), "ece_before": float(before), "ece_after": float(after)}
+            for label, temperature, bias, before, after in zip(LABELS, temperatures, biases, ece_before, ece_after)
+        },
+    }
+    thresholds_doc = {"policy": policy.document(), "calibration_data_sha256": fitted_on["sha256"], "labels": thresholds}
+    return calibration, thresholds_doc
 
 
 def calibrate_run(run_dir: str | Path, calib_path: str | None = None, overrides: Sequence[str] = ()) -> dict:
@@ -42,39 +72,13 @@ def calibrate_run(run_dir: str | Path, calib_path: str | None = None, overrides:
     tokenizer = load_tokenizer(run_dir / "model" / "tokenizer", run_dir / "model" / "encoder")
     logits = torch_logits(model, tokenizer, split.texts, config.data.max_length, config.train.eval_batch_size)
 
-    review = config.calibration.review_min_precision or None
-    policy = ThresholdPolicy(review_min_precision=review, block_precision=config.calibration.block_precision,
-                             precision_confidence=config.calibration.precision_confidence or None)
-    method = config.calibration.method
-    temperatures, biases, thresholds = calibrate(logits, split.y, LABELS, policy, method)
-    data_hash = file_sha256(calib_path)
-    ece_before = expected_calibration_error(split.y, sigmoid(logits))
-    ece_after = expected_calibration_error(split.y, calibrated_probs(logits, temperatures, biases))
-
-    calibration = {
-        "method": method,
-        "fitted_on": {"file": str(calib_path), "sha256": data_hash, "rows": len(split.rows)},
-        "per_label": {
-            label: {
-                "temperature": float(temperature),
-                "bias": float(bias),
-                "ece_before": float(before),
-                "ece_after": float(after),
-            }
-            for label, temperature, bias, before, after in zip(
-                LABELS, temperatures, biases, ece_before, ece_after
-            )
-        },
-    }
-    thresholds_doc = {
-        "policy": policy.document(),
-        "calibration_data_sha256": data_hash,
-        "labels": thresholds,
-    }
+    calibration, thresholds_doc = calibration_documents(
+        logits, split.y, policy_from_config(config), config.calibration.method,
+        {"file": str(calib_path), "sha256": file_sha256(calib_path), "rows": len(split.rows)})
     _write_json(run_dir / "calibration.json", calibration)
     _write_json(run_dir / "thresholds.json", thresholds_doc)
     for label in LABELS:
-        for note in thresholds[label]["notes"]:
+        for note in thresholds_doc["labels"][label]["notes"]:
             logger.warning("%s: %s", label, note)
     return {"calibration": calibration, "thresholds": thresholds_doc}
 
