@@ -719,7 +719,7 @@ def policy_from_document(
     the analyst says otherwise).
 
     >>> policy_from_document({"policy": {"review_min_precision": None, "block_precision": 0.9}}, {"block_precision": 0.97})
-    ThresholdPolicy(review_min_precision=None, block_precision=0.97)
+    ThresholdPolicy(review_min_precision=None, block_precision=0.97, precision_confidence=None)
     """
     fields = {**(thresholds_doc.get("policy") or {}), **(override or {})}
     known = {"review_min_precision", "block_precision", "precision_confidence"}
