@@ -283,7 +283,7 @@ def calibrate_served_graph(bundle_dir: Path, run_dir: Path) -> dict:
     """Refit calibration and thresholds on the calib scores of the graph the bundle serves.
 
     The run's thresholds were fitted on torch scores. int8 shifts scores slightly, and a
-    threshold that is the lowest to reach its precision target sits on a knife edge: with the
+    threshold chosen at the edge of its precision target sits on a knife edge: with the
     run's thresholds the shipped int8 graph missed the review target for impersonation (82.7
     against 85) and the block target for traffic_diversion (93.5 against 97) on the very calib
     split they were fitted on. The run's policy and method are kept; ``fitted_on.graph`` records

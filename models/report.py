@@ -171,8 +171,8 @@ def _precision_target_lines(targets: dict) -> list[str]:
     splits = list(shipped["review"])
     aims = {"review": policy.get("review_min_precision"), "block": policy["block_precision"]}
     lines = ["", "## Do the precision targets hold on unseen data?", "",
-             "Each threshold is the lowest that reaches its precision target on calib, so calib meets the target by "
-             "construction; dev and test show how that precision holds on rows the thresholds never saw.", "",
+             "Each threshold has the most calib recall that reaches its precision target on calib, so calib meets the "
+             "target by construction; dev and test show how that precision holds on rows the thresholds never saw.", "",
              "| label | " + " | ".join(f"{level} P {split}" for level in ("review", "block") for split in splits) + " |",
              "|---|" + "---|" * (2 * len(splits))]
     for label in LABELS:

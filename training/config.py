@@ -96,9 +96,9 @@ class CalibrationConfig:
         "platt", "probability calibration per label: 'platt' (scale and bias) or 'temperature'"
     )
     review_min_precision: float = opt(
-        0.0, "review threshold: lowest with this precision (0 = best F1)"
+        0.0, "review threshold: the most recall at this precision (0 = best F1)"
     )
-    block_precision: float = opt(0.95, "block threshold: lowest reaching this precision")
+    block_precision: float = opt(0.95, "block threshold: the most recall at this precision")
     precision_confidence: float = opt(
         0.0,
         "both precision targets must hold at this one-sided confidence (Wilson bound on calib), e.g. 0.9; 0 = as measured",
