@@ -15,6 +15,7 @@ import platform
 import shutil
 import subprocess
 import tempfile
+from collections.abc import Callable
 from datetime import UTC, datetime
 from importlib import metadata
 from pathlib import Path
@@ -194,7 +195,8 @@ def quantize_embedding_rows(model) -> list[str]:
     return rewritten
 
 
-def quantize_int8(fp32_path: Path, int8_path: Path, feeds: list[dict[str, np.ndarray]]) -> None:
+def quantize_int8(fp32_path: Path, int8_path: Path, feeds: list[dict[str, np.ndarray]],
+                  keep_fp32: Callable[[Path], list[str]] | None = None) -> None:
     """Static int8: per-channel int8 weights, uint8 activations with ranges fixed from ``feeds``,
     and row-wise int8 embedding tables (:func:`quantize_embedding_rows`).
 
@@ -209,6 +211,9 @@ def quantize_int8(fp32_path: Path, int8_path: Path, feeds: list[dict[str, np.nda
     extra rounding) and no separate dequantize pass. Against the earlier QOperator graph
     (``QLinearMatMul``, outputs requantized to uint8) this was 2.5x closer to fp32 on dev
     (mean |Δp| 0.0047 → 0.0016, review flips 23 → 10 of 6,870) and 1.27x faster.
+
+    ``keep_fp32``: given the pre-processed graph, names of further MatMul nodes to leave in fp32
+    (for recipe experiments: ``bench/int8_variants.py``).
     """
     import onnx
 
@@ -222,7 +227,7 @@ def quantize_int8(fp32_path: Path, int8_path: Path, feeds: list[dict[str, np.nda
             quant_format=QuantFormat.QDQ,
             per_channel=True,
             op_types_to_quantize=["MatMul"],
-            nodes_to_exclude=_activation_matmuls(prepared),
+            nodes_to_exclude=_activation_matmuls(prepared) + (keep_fp32(prepared) if keep_fp32 else []),
             activation_type=QuantType.QUInt8,
             weight_type=QuantType.QInt8,
             calibrate_method=CalibrationMethod.MinMax,

@@ -272,3 +272,33 @@ def test_bundle_thresholds_are_fitted_on_the_served_graph(tiny_run, tiny_bundle,
     for label in LABELS:
         assert clf.thresholds[label]["review"] == pytest.approx(again[label]["review"], abs=1e-6)
         assert clf.thresholds[label]["block"] == pytest.approx(again[label]["block"], abs=1e-6)
+
+
+def test_int8_recipe_can_keep_chosen_matmuls_in_fp32(tiny_run, tiny_bundle, fixture_paths, tmp_path):
+    """``keep_fp32`` (used by bench/int8_variants.py) leaves the named weight MatMuls unquantized."""
+    import onnx
+
+    from qingfin.data.rows import read_rows
+    from qingfin.models.export import calibration_feeds, quantize_int8
+    from qingfin.training.tokenizer_loading import load_tokenizer
+
+    tokenizer = load_tokenizer(tiny_run / "model" / "tokenizer", tiny_run / "model" / "encoder")
+    texts = [row["text"] for row in read_rows(fixture_paths["calib"])][:8]
+    feeds = calibration_feeds(tokenizer, texts, "zh_fin.v1", 32)
+
+    def after_gelu(graph_path):
+        graph = onnx.load(str(graph_path)).graph
+        producer = {output: node.op_type for node in graph.node for output in node.output}
+        return [n.name for n in graph.node if n.op_type == "MatMul" and producer.get(n.input[0]) == "BiasGelu"]
+
+    quantize_int8(tiny_bundle / "model.onnx", tmp_path / "kept.onnx", feeds, keep_fp32=after_gelu)
+    options = ort.SessionOptions()
+    options.optimized_model_filepath = str(tmp_path / "kept-optimized.onnx")
+    ort.InferenceSession(str(tmp_path / "kept.onnx"), options, providers=["CPUExecutionProvider"])
+    ops = [node.op_type for node in onnx.load(options.optimized_model_filepath).graph.node]
+    layers = 2
+    assert ops.count("MatMulIntegerToFloat") == 5 * layers  # FFN out stays fp32
+    kept = onnx.load(str(tmp_path / "kept.onnx")).graph
+    quantized_weights = {i for n in kept.node if n.op_type == "DequantizeLinear" for i in n.input}
+    assert len(after_gelu(tmp_path / "kept.onnx")) == layers
+    assert quantized_weights  # the other weight MatMuls are still int8
