@@ -228,7 +228,7 @@ def choose_thresholds(y_true: np.ndarray, probs: np.ndarray, labels: Sequence[st
             if found is None:
                 notes.append(f"review precision >= {policy.review_min_precision}{at} unreachable on calibration data; fell back to best F1")
             else:
-                review, review_method = found, f"min_precision>={policy.review_min_precision}{at}"
+                review, review_method = found, f"max_recall at precision>={policy.review_min_precision}{at}"
         block = threshold_for_precision(y_true[:, k], probs[:, k], policy.block_precision, confidence)
         if block is None:
             notes.append(f"block precision >= {policy.block_precision}{at} unreachable; block disabled (threshold 1.0)")
@@ -237,7 +237,7 @@ def choose_thresholds(y_true: np.ndarray, probs: np.ndarray, labels: Sequence[st
             "review": review,
             "block": max(block, review),
             "review_method": review_method,
-            "block_method": f"min_precision>={policy.block_precision}{at}",
+            "block_method": f"max_recall at precision>={policy.block_precision}{at}",
             "notes": notes,
         }
     return chosen

@@ -212,7 +212,7 @@ def test_policy_with_confidence_is_recorded():
     policy = ThresholdPolicy(review_min_precision=0.85, block_precision=0.97, precision_confidence=0.9)
     chosen = choose_thresholds(y, probs, ["a"], policy)
     plain = choose_thresholds(y, probs, ["a"], ThresholdPolicy(0.85, 0.97))
-    assert chosen["a"]["review_method"] == "min_precision>=0.85 at 0.9 confidence"
+    assert chosen["a"]["review_method"] == "max_recall at precision>=0.85 at 0.9 confidence"
     assert chosen["a"]["review"] >= plain["a"]["review"]
     assert policy.document() == {"review_min_precision": 0.85, "block_precision": 0.97, "precision_confidence": 0.9}
     # Without the option the record is what it was before the option existed.

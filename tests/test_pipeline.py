@@ -241,7 +241,7 @@ def test_calibrate_policy_overrides_are_recorded(tiny_run, tmp_path):
     for label, chosen in written["labels"].items():
         # Each level either met its target at 0.9 confidence or says that it could not.
         assert chosen["block_method"].endswith("at 0.9 confidence")
-        assert chosen["review_method"] == "min_precision>=0.8 at 0.9 confidence" or any(
+        assert chosen["review_method"] == "max_recall at precision>=0.8 at 0.9 confidence" or any(
             "0.8 at 0.9 confidence unreachable" in note for note in chosen["notes"]), label
     with pytest.raises(ConfigError, match="only overrides"):
         calibrate_run(run, overrides=["train.epochs=3"])

@@ -60,3 +60,20 @@ def test_precision_transfer_measures_each_split_at_the_given_thresholds():
     first = out["review"]["dev"]["per_label"][LABELS[0]]
     assert (first["precision"], first["recall"], first["f1"]) == (0.5, 0.5, 0.5)
     assert out["block"]["dev"]["per_label"][LABELS[0]]["recall"] == 0.0
+
+
+def test_target_rows_judge_each_issue_target():
+    from qingfin.models.report import target_rows
+
+    def system(f1, hard=None, obfuscated=None):
+        return {"review": {"macro": {"f1": f1}}, "kinds": {"hard_negative_flag_rate": hard, "obfuscated_recall": obfuscated}}
+
+    systems = {"shipped int8": system(0.908, hard=0.051, obfuscated=0.90), "tfidf_lr": system(0.855), "fp32 twin": system(0.9141)}
+    rows = {target.split(" ")[0]: (measured, met) for target, measured, met in target_rows(systems)}
+    assert rows["macro-F1"] == ("90.8", True)
+    assert rows["hard"] == ("5.1", False)  # 5.1 % flagged against a 5 % limit
+    assert rows["obfuscated"] == ("90.0", True)  # the limit itself meets it
+    assert rows["≥"] == ("+5.3", True)
+    assert rows["int8"] == ("-0.61", False)  # 0.61 points below fp32
+    systems["fp32 twin"] = system(0.9039)
+    assert dict((t.split(" ")[0], met) for t, _, met in target_rows(systems))["int8"] is True  # 0.41 above
