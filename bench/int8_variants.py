@@ -1,6 +1,7 @@
 """int8 recipe variants against the fp32 graph, side by side in one run, on dev only.
 
-    python bench/int8_variants.py --fp32-bundle runs/zhfin-fp32-twin --run runs/zhfin-d05
+    python bench/int8_variants.py --fp32-bundle runs/zhfin-fp32-twin --run runs/zhfin-d05 \
+        [--variants current ffn_output_fp32] [--calibration-rows N]
 
 For each variant of the export's int8 recipe (``qingfin.models.export.quantize_int8``) this
 prints, on the dev split:
@@ -67,6 +68,8 @@ def main() -> None:
     parser.add_argument("--run", required=True, help="the run the bundle was exported from (tokenizer, config, policy)")
     parser.add_argument("--variants", nargs="*", default=list(VARIANTS), choices=list(VARIANTS))
     parser.add_argument("--speed-rows", type=int, default=640, help="dev texts timed at batch 32")
+    parser.add_argument("--calibration-rows", type=int, default=None,
+                        help="calib texts that fix activation ranges (default: the run's export.int8_calibration_rows)")
     args = parser.parse_args()
 
     run = Path(args.run)
@@ -76,7 +79,8 @@ def main() -> None:
     y_calib = labels_matrix([r["labels"] for r in calib], LABELS)
     y_dev = labels_matrix([r["labels"] for r in dev], LABELS)
     tokenizer = load_tokenizer(run / "model" / "tokenizer", run / "model" / "encoder")
-    feeds = calibration_feeds(tokenizer, [r["text"] for r in calib][: config.export.int8_calibration_rows],
+    calibration_rows = args.calibration_rows or config.export.int8_calibration_rows
+    feeds = calibration_feeds(tokenizer, [r["text"] for r in calib][:calibration_rows],
                               config.data.normalizer, config.data.max_length)
     fields = {k: v for k, v in load_bundle(Path(args.fp32_bundle), verify=False).manifest.items()
               if k not in ("format", "format_version", "files")}
@@ -97,6 +101,7 @@ def main() -> None:
 
     fp32 = Classifier.load(args.fp32_bundle, precision="fp32", verify=False)
     ref_logits, ref_probs, ref_review, ref_calibration, ref_rate = scored(fp32)
+    print(f"activation ranges from the first {calibration_rows} calib texts")
     print(f"fp32 graph: dev macro-F1 {100 * macro_f1(y_dev, ref_probs, ref_review):.2f} at its own thresholds; {ref_rate:.0f} texts/s")
     print("| variant | mean abs Δp | max abs Δlogit | review decisions ≠ fp32 (fp32 thresholds) | dev macro-F1 (own thresholds) | vs fp32 | speed vs fp32 |")
     print("|---|---|---|---|---|---|---|")
