@@ -1,6 +1,6 @@
 """int8 recipe variants against the fp32 graph, side by side in one run, on dev only.
 
-    python bench/int8_variants.py --fp32-bundle runs/zhfin-fp32-twin --run runs/zhfin-d05 \
+    python bench/int8_variants.py --fp32-bundle runs/zhfin-fp32-twin --run runs/zhfin \
         [--variants current ffn_output_fp32] [--calibration-rows N]
 
 For each variant of the export's int8 recipe (``qingfin.models.export.quantize_int8``) this
@@ -85,7 +85,9 @@ def main() -> None:
     fields = {k: v for k, v in load_bundle(Path(args.fp32_bundle), verify=False).manifest.items()
               if k not in ("format", "format_version", "files")}
 
-    def scored(classifier: Classifier) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, float]:
+    def scored(classifier: Classifier) -> tuple[np.ndarray, np.ndarray, np.ndarray, tuple[np.ndarray, np.ndarray], float]:
+        """Dev logits, dev probabilities and review thresholds at the graph's own calibration, that
+        calibration, and texts/s at batch 32."""
         logits = {name: batched_logits(classifier.logits, [r["text"] for r in rows]).astype(np.float64)
                   for name, rows in (("calib", calib), ("dev", dev))}
         temperatures, biases, chosen = calibrate(logits["calib"], y_calib, LABELS, policy, "platt")

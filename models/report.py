@@ -201,8 +201,8 @@ def _precision_target_lines(targets: dict) -> list[str]:
     return lines
 
 
-# The targets issue 6 sets for the shipped model on the test split, as (label, threshold). Speed
-# targets are measured by `qingfin bench` and shown in the model card.
+# The targets issue 6 sets for the shipped model on the test split. Speed targets are measured
+# by `qingfin bench` and shown in the model card.
 MACRO_F1_TARGET = 0.90
 HARD_NEGATIVE_FLAG_LIMIT = 0.05
 OBFUSCATED_RECALL_TARGET = 0.90

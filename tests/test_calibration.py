@@ -41,7 +41,7 @@ def test_threshold_for_precision_and_unreachable():
 
 def test_threshold_for_precision_does_not_buy_false_positives_without_recall():
     # A perfect ranker: every positive above every negative. Precision stays >= 0.85 down to
-    # the 11th negative, but those negatives add no recall; the threshold stops at the last
+    # the 10th negative (60 of 70), but those negatives add no recall; the threshold stops at the last
     # positive and flags none of them.
     actual = np.r_[np.ones(60), np.zeros(40)]
     scores = np.linspace(1.0, 0.01, 100)
