@@ -74,6 +74,22 @@ def test_target_rows_judge_each_issue_target():
     assert rows["hard"] == ("5.1", False)  # 5.1 % flagged against a 5 % limit
     assert rows["obfuscated"] == ("90.0", True)  # the limit itself meets it
     assert rows["≥"] == ("+5.3", True)
-    assert rows["int8"] == ("-0.61", False)  # 0.61 points below fp32
+    assert rows["int8"] == ("-0.61 at each graph's own thresholds", False)  # 0.61 points below fp32
     systems["fp32 twin"] = system(0.9039)
     assert dict((t.split(" ")[0], met) for t, _, met in target_rows(systems))["int8"] is True  # 0.41 above
+
+
+def test_shared_threshold_gaps_score_both_graphs_at_one_graphs_thresholds():
+    from qingfin.models.report import shared_threshold_gaps
+
+    y = np.array([[1.0], [1.0], [0.0], [0.0]])
+    same = {"y_true": y, "logits": np.array([[2.0], [1.0], [-1.0], [0.5]]), "temperatures": np.ones(1), "biases": np.zeros(1)}
+    # Identical graphs: no gap, whoever's thresholds.
+    gaps = shared_threshold_gaps({"shipped int8": {**same, "review": np.array([0.6])}, "fp32 twin": {**same, "review": np.array([0.7])}})
+    assert gaps == {"at shipped int8 thresholds": 0.0, "at fp32 twin thresholds": 0.0}
+    # int8 moves the second positive below 0.6: at 0.6 it loses that row, at 0.5 it keeps it.
+    int8 = {**same, "logits": np.array([[2.0], [0.3], [-1.0], [-1.0]]), "review": np.array([0.5])}
+    fp32 = {**same, "review": np.array([0.6])}
+    gaps = shared_threshold_gaps({"shipped int8": int8, "fp32 twin": fp32})
+    assert gaps["at shipped int8 thresholds"] > 0  # fp32 flags the 0.5-logit negative at 0.5 (sigmoid 0.62)
+    assert gaps["at fp32 twin thresholds"] < 0  # int8's second positive (sigmoid 0.57) falls below 0.6
