@@ -12,6 +12,7 @@ stays light (and works where matplotlib is not installed).
 from __future__ import annotations
 
 import copy
+import dataclasses
 import hashlib
 import os
 import re
@@ -719,10 +720,10 @@ def policy_from_document(
     the analyst says otherwise).
 
     >>> policy_from_document({"policy": {"review_min_precision": None, "block_precision": 0.9}}, {"block_precision": 0.97})
-    ThresholdPolicy(review_min_precision=None, block_precision=0.97, precision_confidence=None)
+    ThresholdPolicy(review_min_precision=None, block_precision=0.97, precision_confidence=None, bootstrap_resamples=0, bootstrap_seed=0)
     """
     fields = {**(thresholds_doc.get("policy") or {}), **(override or {})}
-    known = {"review_min_precision", "block_precision", "precision_confidence"}
+    known = {field.name for field in dataclasses.fields(ThresholdPolicy)}
     unknown = set(fields) - known
     if unknown:
         raise ValueError(

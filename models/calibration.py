@@ -190,54 +190,107 @@ class ThresholdPolicy:
     ``precision_confidence`` (e.g. 0.9) makes both precision targets one-sided confidence bounds
     on the calibration rows (see :func:`threshold_for_precision`); ``None`` uses the
     measured precision.
+
+    ``bootstrap_resamples`` > 0 chooses each threshold as the median, over that many bootstrap
+    resamples of the calibration rows (seeded by ``bootstrap_seed``), of the threshold the rule
+    picks on each resample. Why: every rule above puts the threshold on the score of one
+    calibration row, so a single lucky row (or a 0.01 change of scores, as between an int8 graph
+    and its fp32 twin) can move it far. The median over resamples keeps thresholds that many
+    resamples agree on; it is the rule's answer made stable, not a different rule. Use an odd
+    count so the median is a threshold some resample chose.
     """
 
     review_min_precision: float | None = None
     block_precision: float = 0.95
     precision_confidence: float | None = None
+    bootstrap_resamples: int = 0
+    bootstrap_seed: int = 0
 
     def __post_init__(self) -> None:
         if self.precision_confidence is not None and not 0.5 <= self.precision_confidence < 1.0:
             raise ValueError(f"precision_confidence must be in [0.5, 1) or None, got {self.precision_confidence}")
+        if isinstance(self.bootstrap_resamples, bool) or not isinstance(self.bootstrap_resamples, int) or self.bootstrap_resamples < 0:
+            raise ValueError(f"bootstrap_resamples must be an integer >= 0, got {self.bootstrap_resamples!r}")
 
     def document(self) -> dict:
-        """The ``policy`` record of a ``thresholds.json`` document (``precision_confidence`` only
-        when set, so documents written before the option existed stay byte-identical)."""
+        """The ``policy`` record of a ``thresholds.json`` document (``precision_confidence`` and
+        the bootstrap fields only when set, so documents written before those options existed
+        stay byte-identical)."""
         record = {"review_min_precision": self.review_min_precision, "block_precision": self.block_precision}
         if self.precision_confidence is not None:
             record["precision_confidence"] = self.precision_confidence
+        if self.bootstrap_resamples:
+            record["bootstrap_resamples"] = self.bootstrap_resamples
+            record["bootstrap_seed"] = self.bootstrap_seed
         return record
+
+
+def _best_f1_threshold(actual: np.ndarray, scores: np.ndarray) -> float:
+    return float(best_f1_thresholds(actual[:, None], scores[:, None])[0][0])
+
+
+def _stable(rule, actual: np.ndarray, scores: np.ndarray, resamples: np.ndarray | None) -> float | None:
+    """``rule(actual, scores)`` on all rows, or its median over the row ``resamples[B, N]``.
+
+    A resample where the rule finds no threshold counts as :data:`NEVER` (flag nothing), so the
+    median is ``None`` when most resamples cannot reach the target.
+    """
+    if resamples is None:
+        return rule(actual, scores)
+    chosen = [rule(actual[rows], scores[rows]) for rows in resamples]
+    median = float(np.median([NEVER if t is None else t for t in chosen]))
+    return None if median >= NEVER else median
 
 
 def choose_thresholds(y_true: np.ndarray, probs: np.ndarray, labels: Sequence[str], policy: ThresholdPolicy) -> dict:
     """Per-label review/block thresholds with the method, target and outcome of each choice.
 
     Returns ``{label: {"review", "block", "review_method", "block_method", "notes": [...]}}``.
+    Whether a target is reachable is decided on all calibration rows; with
+    ``policy.bootstrap_resamples`` the threshold is then the median over resamples (the same
+    resamples for every label and target).
     """
     y_true = np.asarray(y_true, dtype=np.float64)
     probs = np.asarray(probs, dtype=np.float64)
-    best_thresholds, _ = best_f1_thresholds(y_true, probs)
-    chosen = {}
+    resamples = None
+    if policy.bootstrap_resamples:
+        rng = np.random.default_rng(policy.bootstrap_seed)
+        resamples = rng.integers(0, len(y_true), size=(policy.bootstrap_resamples, len(y_true)))
     confidence = policy.precision_confidence
     at = "" if confidence is None else f" at {confidence:g} confidence"
+    median_of = f", median of {policy.bootstrap_resamples} bootstrap resamples" if resamples is not None else ""
+
+    def reaching(target: float):
+        return lambda actual, scores: threshold_for_precision(actual, scores, target, confidence)
+
+    chosen = {}
     for k, label in enumerate(labels):
+        actual, scores = y_true[:, k], probs[:, k]
         notes: list[str] = []
-        review, review_method = float(best_thresholds[k]), "best_f1"
+        review_rule, review_method = _best_f1_threshold, "best_f1"
         if policy.review_min_precision is not None:
-            found = threshold_for_precision(y_true[:, k], probs[:, k], policy.review_min_precision, confidence)
-            if found is None:
+            if threshold_for_precision(actual, scores, policy.review_min_precision, confidence) is None:
                 notes.append(f"review precision >= {policy.review_min_precision}{at} unreachable on calibration data; fell back to best F1")
             else:
-                review, review_method = found, f"max_recall at precision>={policy.review_min_precision}{at}"
-        block = threshold_for_precision(y_true[:, k], probs[:, k], policy.block_precision, confidence)
-        if block is None:
+                review_rule = reaching(policy.review_min_precision)
+                review_method = f"max_recall at precision>={policy.review_min_precision}{at}"
+        review = _stable(review_rule, actual, scores, resamples)
+        if review is None:  # reachable on all rows, but not on most resamples: flag nothing rather than guess
+            notes.append(f"review precision >= {policy.review_min_precision}{at} unreachable on most bootstrap resamples; review disabled (threshold 1.0)")
+            review = NEVER
+        if threshold_for_precision(actual, scores, policy.block_precision, confidence) is None:
             notes.append(f"block precision >= {policy.block_precision}{at} unreachable; block disabled (threshold 1.0)")
             block = NEVER
+        else:
+            block = _stable(reaching(policy.block_precision), actual, scores, resamples)
+            if block is None:
+                notes.append(f"block precision >= {policy.block_precision}{at} unreachable on most bootstrap resamples; block disabled (threshold 1.0)")
+                block = NEVER
         chosen[label] = {
             "review": review,
             "block": max(block, review),
-            "review_method": review_method,
-            "block_method": f"max_recall at precision>={policy.block_precision}{at}",
+            "review_method": review_method + median_of,
+            "block_method": f"max_recall at precision>={policy.block_precision}{at}" + median_of,
             "notes": notes,
         }
     return chosen

@@ -217,3 +217,81 @@ def test_policy_with_confidence_is_recorded():
     assert policy.document() == {"review_min_precision": 0.85, "block_precision": 0.97, "precision_confidence": 0.9}
     # Without the option the record is what it was before the option existed.
     assert ThresholdPolicy(0.85, 0.97).document() == {"review_min_precision": 0.85, "block_precision": 0.97}
+
+
+def _tail_sample(rng: np.random.Generator, positives: int, negatives: int) -> tuple[np.ndarray, np.ndarray]:
+    """One label's calibrated scores shaped like our models': most positives far above the
+    negatives, about 12 % of them ("hard" positives) deep among them."""
+    hard = rng.binomial(positives, 0.12)
+    logits = np.r_[rng.normal(4, 1, positives - hard), rng.normal(0.5, 1, hard), rng.normal(-1, 1, negatives)]
+    actual = np.r_[np.ones(positives), np.zeros(negatives)]
+    return actual[:, None], (1 / (1 + np.exp(-logits)))[:, None]
+
+
+def test_bootstrap_median_thresholds_transfer_better_to_unseen_data():
+    """What ``bootstrap_resamples`` is for. On calib sets the size of ours (80 positives, 1,100
+    negatives per label) the plain rule sometimes reaches down to a few hard positives whose
+    precision just touches 85 % on calib: a lucky point that does not hold on new rows. The
+    median over resamples keeps only thresholds most resamples agree on. Over 30 calib sets it
+    is never worse on a large population, better on average, and its worst case is better."""
+    population_y, population_p = _tail_sample(np.random.default_rng(0), 20_000, 275_000)
+
+    def on_population(threshold: float) -> tuple[float, float]:
+        flagged = population_p[:, 0] >= threshold
+        precision = float(population_y[flagged, 0].mean())
+        recall = float(flagged[population_y[:, 0] == 1].mean())
+        return 2 * precision * recall / (precision + recall), precision
+
+    plain, median = ThresholdPolicy(0.85, 0.97), ThresholdPolicy(0.85, 0.97, bootstrap_resamples=101)
+    results = {"plain": [], "median": []}
+    for seed in range(30):
+        y, p = _tail_sample(np.random.default_rng(100 + seed), 80, 1100)
+        for name, policy in (("plain", plain), ("median", median)):
+            results[name].append(on_population(choose_thresholds(y, p, ["a"], policy)["a"]["review"]))
+    f1 = {name: np.array([r[0] for r in rows]) for name, rows in results.items()}
+    precision = {name: np.array([r[1] for r in rows]) for name, rows in results.items()}
+    assert (f1["median"] >= f1["plain"] - 0.005).all()
+    assert f1["median"].mean() > f1["plain"].mean() + 0.003  # measured: +0.0075; better in 11 of 30, worse in none
+    assert f1["median"].min() > f1["plain"].min()
+    assert precision["median"].min() > precision["plain"].min()
+
+
+def test_bootstrap_policy_is_recorded_reproducible_and_validated():
+    rng = np.random.default_rng(5)
+    y, p = _tail_sample(rng, 80, 1100)
+    policy = ThresholdPolicy(0.85, 0.97, bootstrap_resamples=51, bootstrap_seed=7)
+    chosen = choose_thresholds(y, p, ["a"], policy)
+    assert chosen["a"]["review_method"] == "max_recall at precision>=0.85, median of 51 bootstrap resamples"
+    assert chosen["a"]["block_method"] == "max_recall at precision>=0.97, median of 51 bootstrap resamples"
+    assert choose_thresholds(y, p, ["a"], policy) == chosen  # same seed, same thresholds
+    # The median is a threshold the rule chose on some resample: the score of a calib row.
+    assert chosen["a"]["review"] in set(p[:, 0].tolist())
+    assert policy.document() == {"review_min_precision": 0.85, "block_precision": 0.97,
+                                 "bootstrap_resamples": 51, "bootstrap_seed": 7}
+    from qingfin.models.analysis import policy_from_document
+
+    assert policy_from_document({"policy": policy.document()}) == policy
+    for bad in (-1, 2.5, True):
+        with pytest.raises(ValueError, match="bootstrap_resamples"):
+            ThresholdPolicy(bootstrap_resamples=bad)
+
+
+def test_bootstrap_median_of_a_mostly_unreachable_target_is_unreachable():
+    from qingfin.models.calibration import _stable
+
+    scores, actual = np.linspace(0, 1, 10), np.ones(10)
+    resamples = np.arange(10)[None, :].repeat(5, axis=0)
+    answers = iter([0.4, None, None, 0.6, None])  # 3 of 5 resamples cannot reach the target
+    assert _stable(lambda a, s: next(answers), actual, scores, resamples) is None
+    answers = iter([0.4, None, 0.5, 0.6, None])  # 2 of 5 cannot: their NEVER ranks above the rest
+    assert _stable(lambda a, s: next(answers), actual, scores, resamples) == 0.6
+    assert _stable(lambda a, s: 0.3, actual, scores, None) == 0.3  # no resamples: the rule as is
+
+
+def test_bootstrap_keeps_an_unreachable_target_disabled_with_its_reason():
+    actual = np.r_[np.ones(30), np.zeros(300)][:, None]
+    scores = np.r_[np.linspace(0.9, 0.8, 30), np.linspace(0.95, 0.0, 300)][:, None]  # a negative on top
+    chosen = choose_thresholds(actual, scores, ["a"], ThresholdPolicy(0.85, 0.999, bootstrap_resamples=21))
+    assert chosen["a"]["block"] == NEVER
+    assert any("block precision >= 0.999 unreachable" in note for note in chosen["a"]["notes"])
+    assert chosen["a"]["review"] < NEVER

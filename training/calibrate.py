@@ -29,7 +29,9 @@ def run_config(run_dir: Path, overrides: Sequence[str] = ()) -> RunConfig:
 def policy_from_config(config: RunConfig) -> ThresholdPolicy:
     return ThresholdPolicy(review_min_precision=config.calibration.review_min_precision or None,
                            block_precision=config.calibration.block_precision,
-                           precision_confidence=config.calibration.precision_confidence or None)
+                           precision_confidence=config.calibration.precision_confidence or None,
+                           bootstrap_resamples=config.calibration.bootstrap_resamples,
+                           bootstrap_seed=config.calibration.bootstrap_seed)
 
 
 def calibration_documents(logits: np.ndarray, y_true: np.ndarray, policy: ThresholdPolicy, method: str,

@@ -103,6 +103,12 @@ class CalibrationConfig:
         0.0,
         "both precision targets must hold at this one-sided confidence (Wilson bound on calib), e.g. 0.9; 0 = as measured",
     )
+    bootstrap_resamples: int = opt(
+        0,
+        "each threshold is the median of the rule's threshold over this many bootstrap resamples of calib "
+        "(stable against one lucky row; odd, e.g. 201); 0 = the rule on calib as is",
+    )
+    bootstrap_seed: int = opt(0, "seed of the bootstrap resamples")
 
 
 @dataclass
