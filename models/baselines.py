@@ -106,6 +106,7 @@ def score_system(calib_probs: np.ndarray, y_calib: np.ndarray, test_probs: np.nd
         result[level] = metrics.report(y_test, test_probs, [chosen[label][level] for label in LABELS], LABELS)
     review = np.array([chosen[label]["review"] for label in LABELS])
     result["kinds"] = kind_rates(test_rows, test_probs, review)
+    result["review_flags"] = test_probs >= review[None, :]  # for paired comparisons with other systems
     return result
 
 

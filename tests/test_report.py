@@ -3,6 +3,7 @@
 import json
 
 import numpy as np
+import pytest
 
 from qingfin.data.rows import read_rows
 from qingfin.models.baselines import keyword_probs, run_baselines
@@ -34,6 +35,13 @@ def test_baselines_and_report(tiny_bundle, tiny_base, fixture_paths, tmp_path):
     text = (out / "README.md").read_text()
     assert "## Systems side by side" in text and "## Worst errors" in text and "| combo |" in text
     assert np.isfinite(json.loads((out / "metrics.json").read_text())["ece_test"]["after"]).all()
+    # Both comparisons the issue sets targets on carry a paired interval, shown in the targets table.
+    intervals = summary["intervals"]
+    assert set(intervals) == {"over tfidf_lr", "int8 vs fp32"}
+    assert all(i["low"] <= i["difference"] <= i["high"] for i in intervals.values())
+    macro = {name: summary["systems"][name]["review"]["macro"]["f1"] for name in ("shipped int8", "fp32 twin")}
+    assert intervals["int8 vs fp32"]["difference"] == pytest.approx(macro["shipped int8"] - macro["fp32 twin"])
+    assert "90 % interval over test rows" in text
     # Precision targets: the shipped thresholds measured on calib, dev and test, beside the
     # confidence-bound alternative, which is chosen on these very calib scores: where its block
     # threshold is enabled and not merely raised to the review one, calib precision meets the target.
@@ -77,6 +85,27 @@ def test_target_rows_judge_each_issue_target():
     assert rows["int8"] == ("-0.61 at each graph's own thresholds", False)  # 0.61 points below fp32
     systems["fp32 twin"] = system(0.9039)
     assert dict((t.split(" ")[0], met) for t, _, met in target_rows(systems))["int8"] is True  # 0.41 above
+    # Intervals are shown beside the measured value; the judgement stays on the measured value.
+    intervals = {"over tfidf_lr": {"low": 0.031, "high": 0.074}, "int8 vs fp32": {"low": -0.0021, "high": 0.0105}}
+    rows = {target.split(" ")[0]: (measured, met) for target, measured, met in target_rows(systems, intervals=intervals)}
+    assert rows["≥"] == ("+5.3 (90 % interval over test rows +3.1 to +7.4)", True)
+    assert rows["int8"] == ("+0.41 at each graph's own thresholds (90 % interval over test rows -0.21 to +1.05)", True)
+
+
+def test_comparison_intervals_are_paired_over_test_rows():
+    from qingfin.models.report import comparison_intervals
+
+    rng = np.random.default_rng(0)
+    y = rng.random((600, 6)) < 0.1
+    noisy = y ^ (rng.random(y.shape) < 0.03)  # a system wrong on 3 % of cells
+    systems = {"shipped int8": {"review_flags": noisy}, "fp32 twin": {"review_flags": noisy.copy()},
+               "tfidf_lr": {"review_flags": y ^ (rng.random(y.shape) < 0.08)}}
+    out = comparison_intervals(y, systems)
+    same = out["int8 vs fp32"]
+    assert same["difference"] == same["low"] == same["high"] == 0.0  # identical decisions: no spread at all
+    better = out["over tfidf_lr"]
+    assert better["low"] < better["difference"] < better["high"] and better["low"] > 0  # clearly better on every resample set
+    assert comparison_intervals(y, {"shipped int8": systems["shipped int8"]}) == {}  # nothing to compare
 
 
 def test_shared_threshold_gaps_score_both_graphs_at_one_graphs_thresholds():
