@@ -148,7 +148,7 @@ def wilson_lower_bound(precision: np.ndarray, flagged: np.ndarray, confidence: f
 
 
 def threshold_for_precision(
-    actual: np.ndarray, scores: np.ndarray, target: float, confidence: float | None = None
+    actual: np.ndarray, scores: np.ndarray, target: float, confidence: float | None = None, at_least: float | None = None
 ) -> float | None:
     """The threshold with the most recall whose precision is >= ``target``; among thresholds
     with that recall, the highest (the fewest false positives).
@@ -164,7 +164,7 @@ def threshold_for_precision(
     (Wilson lower bound over the rows flagged at the threshold), not merely as measured: the
     threshold that just touches a target is the luckiest point of a noisy curve, and with ~70
     positives per label the precision on unseen data then falls a few points short.
-    ``None`` when no threshold reaches the target.
+    ``at_least`` considers only thresholds >= it. ``None`` when no threshold reaches the target.
 
     >>> threshold_for_precision(np.array([1, 1, 0, 1]), np.array([0.9, 0.8, 0.7, 0.6]), 0.99)
     0.8
@@ -177,6 +177,8 @@ def threshold_for_precision(
         flagged = np.round(curve["flag_rate"] * len(np.asarray(scores)))
         precision = wilson_lower_bound(precision, flagged, confidence)
     reaching = precision >= target
+    if at_least is not None:
+        reaching &= curve["thresholds"] >= at_least
     if not reaching.any():
         return None
     most_recall = curve["recall"][reaching].max()
@@ -246,9 +248,9 @@ def choose_thresholds(y_true: np.ndarray, probs: np.ndarray, labels: Sequence[st
     """Per-label review/block thresholds with the method, target and outcome of each choice.
 
     Returns ``{label: {"review", "block", "review_method", "block_method", "notes": [...]}}``.
-    Whether a target is reachable is decided on all calibration rows; with
-    ``policy.bootstrap_resamples`` the threshold is then the median over resamples (the same
-    resamples for every label and target).
+    With ``policy.bootstrap_resamples`` each threshold is the median over resamples (the same
+    resamples for every label and target); a precision threshold is then raised where needed
+    until all calibration rows meet its target, so the target holds on calib either way.
     """
     y_true = np.asarray(y_true, dtype=np.float64)
     probs = np.asarray(probs, dtype=np.float64)
@@ -263,29 +265,39 @@ def choose_thresholds(y_true: np.ndarray, probs: np.ndarray, labels: Sequence[st
     def reaching(target: float):
         return lambda actual, scores: threshold_for_precision(actual, scores, target, confidence)
 
+    def for_precision(target: float, actual: np.ndarray, scores: np.ndarray) -> tuple[float | None, str]:
+        """The threshold for a precision target, or ``None`` and why not."""
+        plain = threshold_for_precision(actual, scores, target, confidence)
+        if plain is None:
+            return None, "unreachable on calibration data"
+        if resamples is None:
+            return plain, ""
+        median = _stable(reaching(target), actual, scores, resamples)
+        if median is None:
+            return None, "unreachable on most bootstrap resamples"
+        # Raised where needed so that all of calib still meets the target at the threshold: the
+        # contract of a precision target. Nothing at or above the median meets it only when the
+        # median sits above every threshold that does; the rule on all rows then stands.
+        raised = threshold_for_precision(actual, scores, target, confidence, at_least=median)
+        return (plain if raised is None else raised), ""
+
     chosen = {}
     for k, label in enumerate(labels):
         actual, scores = y_true[:, k], probs[:, k]
         notes: list[str] = []
-        review_rule, review_method = _best_f1_threshold, "best_f1"
+        review, review_method = None, "best_f1"
         if policy.review_min_precision is not None:
-            if threshold_for_precision(actual, scores, policy.review_min_precision, confidence) is None:
-                notes.append(f"review precision >= {policy.review_min_precision}{at} unreachable on calibration data; fell back to best F1")
+            review, why = for_precision(policy.review_min_precision, actual, scores)
+            if review is None:
+                notes.append(f"review precision >= {policy.review_min_precision}{at} {why}; fell back to best F1")
             else:
-                review_rule = reaching(policy.review_min_precision)
                 review_method = f"max_recall at precision>={policy.review_min_precision}{at}"
-        review = _stable(review_rule, actual, scores, resamples)
-        if review is None:  # reachable on all rows, but not on most resamples: flag nothing rather than guess
-            notes.append(f"review precision >= {policy.review_min_precision}{at} unreachable on most bootstrap resamples; review disabled (threshold 1.0)")
-            review = NEVER
-        if threshold_for_precision(actual, scores, policy.block_precision, confidence) is None:
-            notes.append(f"block precision >= {policy.block_precision}{at} unreachable; block disabled (threshold 1.0)")
+        if review is None:
+            review = _stable(_best_f1_threshold, actual, scores, resamples)
+        block, why = for_precision(policy.block_precision, actual, scores)
+        if block is None:
+            notes.append(f"block precision >= {policy.block_precision}{at} {why}; block disabled (threshold 1.0)")
             block = NEVER
-        else:
-            block = _stable(reaching(policy.block_precision), actual, scores, resamples)
-            if block is None:
-                notes.append(f"block precision >= {policy.block_precision}{at} unreachable on most bootstrap resamples; block disabled (threshold 1.0)")
-                block = NEVER
         chosen[label] = {
             "review": review,
             "block": max(block, review),
