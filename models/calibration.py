@@ -199,7 +199,8 @@ class ThresholdPolicy:
     calibration row, so a single lucky row (or a 0.01 change of scores, as between an int8 graph
     and its fp32 twin) can move it far. The median over resamples keeps thresholds that many
     resamples agree on; it is the rule's answer made stable, not a different rule. Use an odd
-    count so the median is a threshold some resample chose.
+    count so the median is a threshold some resample chose. A precision threshold is then raised
+    where needed until all calibration rows meet its target (recorded in the label's notes).
     """
 
     review_min_precision: float | None = None
@@ -266,20 +267,24 @@ def choose_thresholds(y_true: np.ndarray, probs: np.ndarray, labels: Sequence[st
         return lambda actual, scores: threshold_for_precision(actual, scores, target, confidence)
 
     def for_precision(target: float, actual: np.ndarray, scores: np.ndarray) -> tuple[float | None, str]:
-        """The threshold for a precision target, or ``None`` and why not."""
+        """The threshold for a precision target and a note: why it is ``None``, or how it was moved."""
         plain = threshold_for_precision(actual, scores, target, confidence)
         if plain is None:
-            return None, "unreachable on calibration data"
+            return None, f"precision >= {target}{at} unreachable on calibration data"
         if resamples is None:
             return plain, ""
         median = _stable(reaching(target), actual, scores, resamples)
         if median is None:
-            return None, "unreachable on most bootstrap resamples"
+            return None, f"precision >= {target}{at} unreachable on most bootstrap resamples"
         # Raised where needed so that all of calib still meets the target at the threshold: the
         # contract of a precision target. Nothing at or above the median meets it only when the
         # median sits above every threshold that does; the rule on all rows then stands.
         raised = threshold_for_precision(actual, scores, target, confidence, at_least=median)
-        return (plain if raised is None else raised), ""
+        if raised is None:
+            return plain, f"precision >= {target}{at}: the bootstrap median {median:.4f} is above every threshold meeting it on calib; the rule on all calib rows is used"
+        if raised > median:
+            return raised, f"precision >= {target}{at}: bootstrap median {median:.4f} raised to {raised:.4f} so that all of calib meets it"
+        return raised, ""
 
     chosen = {}
     for k, label in enumerate(labels):
@@ -287,17 +292,20 @@ def choose_thresholds(y_true: np.ndarray, probs: np.ndarray, labels: Sequence[st
         notes: list[str] = []
         review, review_method = None, "best_f1"
         if policy.review_min_precision is not None:
-            review, why = for_precision(policy.review_min_precision, actual, scores)
+            review, note = for_precision(policy.review_min_precision, actual, scores)
             if review is None:
-                notes.append(f"review precision >= {policy.review_min_precision}{at} {why}; fell back to best F1")
+                notes.append(f"review {note}; fell back to best F1")
             else:
                 review_method = f"max_recall at precision>={policy.review_min_precision}{at}"
+                notes += [f"review {note}"] if note else []
         if review is None:
             review = _stable(_best_f1_threshold, actual, scores, resamples)
-        block, why = for_precision(policy.block_precision, actual, scores)
+        block, note = for_precision(policy.block_precision, actual, scores)
         if block is None:
-            notes.append(f"block precision >= {policy.block_precision}{at} {why}; block disabled (threshold 1.0)")
+            notes.append(f"block {note}; block disabled (threshold 1.0)")
             block = NEVER
+        else:
+            notes += [f"block {note}"] if note else []
         chosen[label] = {
             "review": review,
             "block": max(block, review),

@@ -307,3 +307,7 @@ def test_bootstrap_thresholds_still_meet_each_target_on_all_calib_rows():
         for level, target in (("review", 0.85), ("block", 0.97)):
             if chosen[level] < NEVER:
                 assert y[p[:, 0] >= chosen[level], 0].mean() >= target, (seed, level)
+    # The one raised threshold says so in its notes.
+    y, p = _tail_sample(np.random.default_rng(179), 80, 1100)
+    notes = choose_thresholds(y, p, ["a"], policy)["a"]["notes"]
+    assert any(note.startswith("block precision >= 0.97: bootstrap median") and "raised to" in note for note in notes), notes
