@@ -80,7 +80,8 @@ class TrainConfig:
     )
     teacher: str = opt(
         "",
-        "distillation: a trained run's model/ directory whose probabilities soften the targets",
+        "distillation: a trained run's model/ directory whose probabilities soften the targets "
+        "(several, comma-separated: an ensemble, logits averaged)",
     )
     distill_alpha: float = opt(
         0.5, "distillation: target = alpha * teacher probability + (1 - alpha) * gold label"
