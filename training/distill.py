@@ -15,6 +15,8 @@ from pathlib import Path
 
 import numpy as np
 
+from qingfin.serve.scoring import sigmoid
+
 logger = logging.getLogger(__name__)
 
 
@@ -66,8 +68,6 @@ def teacher_probabilities(
         if not (directory / "head.json").is_file():
             raise FileNotFoundError(f"{directory}: not a trained model directory (no head.json)")
     logits = np.mean([_teacher_logits(directory, texts, labels, max_length, batch_size) for directory in directories], axis=0)
-    from qingfin.serve.scoring import sigmoid
-
     return sigmoid(logits / temperature)
 
 
