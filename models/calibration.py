@@ -201,6 +201,14 @@ class ThresholdPolicy:
     resamples agree on; it is the rule's answer made stable, not a different rule. Use an odd
     count so the median is a threshold some resample chose. A precision threshold is then raised
     where needed until all calibration rows meet its target (recorded in the label's notes).
+
+    ``review_min_probability`` > 0 keeps the review threshold at or above that calibrated
+    probability (raised further, if needed, until calib still meets the review target). Why:
+    a precision target bounds the precision of everything flagged, not of the last row added.
+    With a sharp ranker, "the most recall at precision >= 0.85" reaches down the tail to rows of
+    calibrated probability 0.01, because the rows above carry the average; a reviewer would
+    find such rows to be violations about once in a hundred. The floor bounds the marginal row
+    instead: nothing goes to review that is not at least that likely a violation.
     """
 
     review_min_precision: float | None = None
@@ -208,23 +216,28 @@ class ThresholdPolicy:
     precision_confidence: float | None = None
     bootstrap_resamples: int = 0
     bootstrap_seed: int = 0
+    review_min_probability: float = 0.0
 
     def __post_init__(self) -> None:
         if self.precision_confidence is not None and not 0.5 <= self.precision_confidence < 1.0:
             raise ValueError(f"precision_confidence must be in [0.5, 1) or None, got {self.precision_confidence}")
         if isinstance(self.bootstrap_resamples, bool) or not isinstance(self.bootstrap_resamples, int) or self.bootstrap_resamples < 0:
             raise ValueError(f"bootstrap_resamples must be an integer >= 0, got {self.bootstrap_resamples!r}")
+        if not 0.0 <= self.review_min_probability < 1.0:
+            raise ValueError(f"review_min_probability must be in [0, 1), got {self.review_min_probability}")
 
     def document(self) -> dict:
         """The ``policy`` record of a ``thresholds.json`` document (``precision_confidence`` and
-        the bootstrap fields only when set, so documents written before those options existed
-        stay byte-identical)."""
+        the bootstrap fields and ``review_min_probability`` only when set, so documents written
+        before those options existed stay byte-identical)."""
         record = {"review_min_precision": self.review_min_precision, "block_precision": self.block_precision}
         if self.precision_confidence is not None:
             record["precision_confidence"] = self.precision_confidence
         if self.bootstrap_resamples:
             record["bootstrap_resamples"] = self.bootstrap_resamples
             record["bootstrap_seed"] = self.bootstrap_seed
+        if self.review_min_probability:
+            record["review_min_probability"] = self.review_min_probability
         return record
 
 
@@ -262,6 +275,8 @@ def choose_thresholds(y_true: np.ndarray, probs: np.ndarray, labels: Sequence[st
     confidence = policy.precision_confidence
     at = "" if confidence is None else f" at {confidence:g} confidence"
     median_of = f", median of {policy.bootstrap_resamples} bootstrap resamples" if resamples is not None else ""
+    floor = policy.review_min_probability
+    at_floor = f" and probability>={floor:g}" if floor else ""
 
     def reaching(target: float):
         return lambda actual, scores: threshold_for_precision(actual, scores, target, confidence)
@@ -298,8 +313,20 @@ def choose_thresholds(y_true: np.ndarray, probs: np.ndarray, labels: Sequence[st
             else:
                 review_method = f"max_recall at precision>={policy.review_min_precision}{at}"
                 notes += [f"review {note}"] if note else []
+                if review < floor:
+                    # The most recall above the floor that still meets the target on calib.
+                    floored = threshold_for_precision(actual, scores, policy.review_min_precision, confidence, at_least=floor)
+                    if floored is None:
+                        notes.append(f"review: no threshold >= probability {floor:g} meets precision "
+                                     f">= {policy.review_min_precision}{at} on calib; the floor is not applied")
+                    else:
+                        notes.append(f"review {review:.4f} raised to {floored:.4f}: below the probability floor {floor:g}")
+                        review = floored
         if review is None:
             review = _stable(_best_f1_threshold, actual, scores, resamples)
+            if review < floor:
+                notes.append(f"review {review:.4f} raised to the probability floor {floor:g}")
+                review = floor
         block, note = for_precision(policy.block_precision, actual, scores)
         if block is None:
             notes.append(f"block {note}; block disabled (threshold 1.0)")
@@ -309,7 +336,7 @@ def choose_thresholds(y_true: np.ndarray, probs: np.ndarray, labels: Sequence[st
         chosen[label] = {
             "review": review,
             "block": max(block, review),
-            "review_method": review_method + median_of,
+            "review_method": review_method + at_floor + median_of,
             "block_method": f"max_recall at precision>={policy.block_precision}{at}" + median_of,
             "notes": notes,
         }

@@ -198,9 +198,14 @@ def build_report(model: str | Path, data_dir: str | Path, out: str | Path, fp32_
     return summary
 
 
-def _bootstrap_clause(policy: dict) -> str:
-    resamples = policy.get("bootstrap_resamples")
-    return f"; each threshold the median over {resamples} bootstrap resamples of calib" if resamples else ""
+def _policy_clauses(policy: dict) -> str:
+    """The optional parts of the threshold policy, as clauses for the report's opening sentence."""
+    clauses = []
+    if policy.get("review_min_probability"):
+        clauses.append(f"; review never below calibrated probability {policy['review_min_probability']:g}")
+    if policy.get("bootstrap_resamples"):
+        clauses.append(f"; each threshold the median over {policy['bootstrap_resamples']} bootstrap resamples of calib")
+    return "".join(clauses)
 
 
 def _f(value) -> str:
@@ -302,7 +307,7 @@ def render(summary: dict, shipped, notes: dict) -> str:
     lines = [f"# Evaluation report: {info['name']} {info['version']}", "",
              f"Test split `data/processed/test.jsonl` (sha256 `{summary['data']['test'][:16]}…`); thresholds of every system "
              f"chosen on the calib split with the shipped policy (review: the most recall at precision ≥ target, else best F1; "
-             f"block: the most recall at precision ≥ target{_bootstrap_clause(summary['precision_targets']['policy'])}). "
+             f"block: the most recall at precision ≥ target{_policy_clauses(summary['precision_targets']['policy'])}). "
              f"Model digest `{info['digest'][:16]}…`. Percentages.", "",
              "## Systems side by side", "",
              "| system | macro-F1 (review) | micro-F1 (review) | macro PR-AUC | macro precision (block) | macro recall (block) | hard negatives flagged | obfuscated positives recall |",

@@ -311,3 +311,48 @@ def test_bootstrap_thresholds_still_meet_each_target_on_all_calib_rows():
     y, p = _tail_sample(np.random.default_rng(179), 80, 1100)
     notes = choose_thresholds(y, p, ["a"], policy)["a"]["notes"]
     assert any(note.startswith("block precision >= 0.97: bootstrap median") and "raised to" in note for note in notes), notes
+
+
+def test_probability_floor_bounds_the_last_row_sent_to_review():
+    # A sharp ranker: 95 clear positives on top, 1,000 clear negatives at the bottom, and in the
+    # tail 5 hard positives mixed with 5 negatives at probabilities around 0.01. Precision of
+    # everything flagged stays >= 0.85 all the way down, so the rule alone reaches into the tail.
+    positives, negatives = np.linspace(0.99, 0.6, 95), np.linspace(0.002, 0.0, 1000)
+    tail = np.array([0.012, 0.011, 0.010, 0.009, 0.008, 0.007, 0.006, 0.005, 0.004, 0.003])
+    tail_labels = np.array([1, 0, 1, 0, 1, 0, 1, 0, 1, 0])
+    p = np.r_[positives, tail, negatives][:, None]
+    y = np.r_[np.ones(95), tail_labels, np.zeros(1000)][:, None]
+    plain = choose_thresholds(y, p, ["a"], ThresholdPolicy(0.85, 0.97))["a"]
+    assert plain["review"] == 0.004  # the last tail positive: a row that is a violation ~1 time in 100
+
+    floored = choose_thresholds(y, p, ["a"], ThresholdPolicy(0.85, 0.97, review_min_probability=0.3))["a"]
+    assert floored["review"] == pytest.approx(0.6)  # the lowest clear positive: above the floor, target met
+    assert y[p[:, 0] >= floored["review"], 0].mean() >= 0.85
+    assert floored["review_method"] == "max_recall at precision>=0.85 and probability>=0.3"
+    assert any("below the probability floor 0.3" in note for note in floored["notes"])
+    assert floored["block"] >= floored["review"]
+    # A threshold already above the floor is left alone, notes and all.
+    high = choose_thresholds(y, p, ["a"], ThresholdPolicy(0.85, 0.97, review_min_probability=0.001))["a"]
+    assert high["review"] == plain["review"] and high["notes"] == plain["notes"]
+
+
+def test_probability_floor_is_not_applied_when_nothing_above_it_meets_the_target():
+    # 20 negatives crowd the top (0.9): no threshold >= 0.5 reaches precision 0.85. Only going
+    # down to the 200 positives below them does (200 / 220), so the floor cannot be honoured.
+    p = np.r_[np.full(20, 0.9), np.linspace(0.2, 0.1, 200)][:, None]
+    y = np.r_[np.zeros(20), np.ones(200)][:, None]
+    chosen = choose_thresholds(y, p, ["a"], ThresholdPolicy(0.85, 0.97, review_min_probability=0.5))["a"]
+    assert chosen["review"] == pytest.approx(0.1)  # the rule's own answer stands
+    assert any("the floor is not applied" in note for note in chosen["notes"])
+
+
+def test_probability_floor_is_recorded_and_validated():
+    from qingfin.models.analysis import policy_from_document
+
+    policy = ThresholdPolicy(0.85, 0.97, bootstrap_resamples=11, review_min_probability=0.3)
+    assert policy.document()["review_min_probability"] == 0.3
+    assert policy_from_document({"policy": policy.document()}) == policy
+    assert "review_min_probability" not in ThresholdPolicy(0.85, 0.97).document()  # old documents unchanged
+    for bad in (-0.1, 1.0):
+        with pytest.raises(ValueError, match="review_min_probability"):
+            ThresholdPolicy(review_min_probability=bad)

@@ -31,7 +31,8 @@ def policy_from_config(config: RunConfig) -> ThresholdPolicy:
                            block_precision=config.calibration.block_precision,
                            precision_confidence=config.calibration.precision_confidence or None,
                            bootstrap_resamples=config.calibration.bootstrap_resamples,
-                           bootstrap_seed=config.calibration.bootstrap_seed)
+                           bootstrap_seed=config.calibration.bootstrap_seed,
+                           review_min_probability=config.calibration.review_min_probability)
 
 
 def calibration_documents(logits: np.ndarray, y_true: np.ndarray, policy: ThresholdPolicy, method: str,

@@ -110,6 +110,11 @@ class CalibrationConfig:
         "(stable against one lucky row; odd, e.g. 201); 0 = the rule on calib as is",
     )
     bootstrap_seed: int = opt(0, "seed of the bootstrap resamples")
+    review_min_probability: float = opt(
+        0.0,
+        "the review threshold is at least this calibrated probability (raised further if calib then misses the "
+        "review precision): bounds the last row flagged, not just the average; 0 = no floor",
+    )
 
 
 @dataclass
