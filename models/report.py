@@ -218,8 +218,10 @@ def _precision_target_lines(targets: dict) -> list[str]:
     aims = {"review": policy.get("review_min_precision"), "block": policy["block_precision"]}
     lines = ["", "## Do the precision targets hold on unseen data?", "",
              ("Each threshold is the median, over bootstrap resamples of calib, of the threshold with the most recall that "
-              "reaches its precision target on the resample, raised where needed until all of calib meets the target, so "
-              "calib meets it by construction" if policy.get("bootstrap_resamples") else
+              "reaches its precision target on the resample, raised where needed until all of calib meets the target"
+              + (f" (a review threshold also to at least probability {policy['review_min_probability']:g})"
+                 if policy.get("review_min_probability") else "")
+              + ", so calib meets it by construction" if policy.get("bootstrap_resamples") else
               "Each threshold has the most calib recall that reaches its precision target on calib, so calib meets the "
               "target by construction")
              + "; dev and test show how that precision holds on rows the thresholds never saw.", "",
