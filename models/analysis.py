@@ -720,7 +720,7 @@ def policy_from_document(
     the analyst says otherwise).
 
     >>> policy_from_document({"policy": {"review_min_precision": None, "block_precision": 0.9}}, {"block_precision": 0.97})
-    ThresholdPolicy(review_min_precision=None, block_precision=0.97, precision_confidence=None, bootstrap_resamples=0, bootstrap_seed=0)
+    ThresholdPolicy(review_min_precision=None, block_precision=0.97, precision_confidence=None, bootstrap_resamples=0, bootstrap_seed=0, review_min_probability=0.0)
     """
     fields = {**(thresholds_doc.get("policy") or {}), **(override or {})}
     known = {field.name for field in dataclasses.fields(ThresholdPolicy)}
