@@ -122,3 +122,12 @@ def test_shared_threshold_gaps_score_both_graphs_at_one_graphs_thresholds():
     gaps = shared_threshold_gaps({"shipped int8": int8, "fp32 twin": fp32})
     assert gaps["at shipped int8 thresholds"] > 0  # fp32 flags the 0.5-logit negative at 0.5 (sigmoid 0.62)
     assert gaps["at fp32 twin thresholds"] < 0  # int8's second positive (sigmoid 0.57) falls below 0.6
+
+
+def test_report_names_the_optional_parts_of_the_threshold_policy():
+    from qingfin.models.report import _policy_clauses
+
+    assert _policy_clauses(ThresholdPolicy(0.85, 0.97).document()) == ""
+    clauses = _policy_clauses(ThresholdPolicy(0.85, 0.97, bootstrap_resamples=201, review_min_probability=0.2).document())
+    assert clauses == ("; review never below calibrated probability 0.2"
+                       "; each threshold the median over 201 bootstrap resamples of calib")
