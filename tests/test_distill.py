@@ -8,7 +8,13 @@ import numpy as np
 import pytest
 
 from qingfin.data.schema import LABELS
-from qingfin.training.distill import soft_targets, teacher_directories, teacher_probabilities
+from qingfin.training.distill import (
+    OUT_OF_FOLD_TFIDF,
+    out_of_fold_tfidf_logits,
+    soft_targets,
+    teacher_directories,
+    teacher_probabilities,
+)
 
 
 def test_teacher_probabilities_soften_with_temperature(tiny_run):
@@ -46,6 +52,46 @@ def test_several_teachers_average_their_logits(tiny_run, tmp_path):
     np.testing.assert_allclose(both, sigmoid((logits + 1.0) / 2.0), atol=1e-5)  # mean logit = own + 1
 
 
+def _auc(scores: np.ndarray, y: np.ndarray) -> float:
+    from sklearn.metrics import roc_auc_score
+
+    return float(np.mean([roc_auc_score(y[:, k], scores[:, k]) for k in range(y.shape[1])]))
+
+
+def test_out_of_fold_tfidf_never_scores_a_row_with_a_model_that_saw_its_group():
+    # 60 texts of random characters with random labels, each with an exact "disguised copy":
+    # nothing generalises, so only a model that saw a row's twin can score it well.
+    rng = np.random.default_rng(0)
+    alphabet = list("赚钱贷款加微信内部渠道稳赚不赔高额回报代办征信口子返利")
+    originals = ["".join(rng.choice(alphabet, size=12)) for _ in range(60)]
+    texts = originals + originals
+    y = np.tile(rng.integers(0, 2, size=(60, 2)), (2, 1))
+    own_groups = [f"r{i}" for i in range(60)] * 2  # a copy shares its original's group
+
+    grouped = out_of_fold_tfidf_logits(texts, y, own_groups)
+    assert grouped.shape == y.shape and np.isfinite(grouped).all()
+    assert _auc(grouped, y) < 0.75
+    # The leak the grouping prevents: with every row its own group, a copy's twin is in the fit.
+    leaky = out_of_fold_tfidf_logits(texts, y, [f"x{i}" for i in range(120)])
+    assert _auc(leaky, y) > 0.9
+
+
+def test_tfidf_teacher_joins_the_ensemble_and_needs_labels_and_groups(tiny_run):
+    from qingfin.serve.scoring import sigmoid
+
+    texts = ["加微信领取内部额度", "今天天气不错", "无抵押秒批贷款", "新闻：警方提示防范诈骗", "代开发票私聊", "周末去爬山"] * 2
+    y = np.zeros((len(texts), len(LABELS)), dtype=int)
+    y[[0, 2, 4, 6, 8, 10], 1] = 1
+    groups = [str(i) for i in range(len(texts))]
+    with pytest.raises(ValueError, match="labels and row groups"):
+        teacher_probabilities(OUT_OF_FOLD_TFIDF, texts, LABELS, max_length=64)
+
+    both = teacher_probabilities(f"{tiny_run / 'model'},{OUT_OF_FOLD_TFIDF}", texts, LABELS, max_length=64, y=y, groups=groups)
+    network = teacher_probabilities(tiny_run / "model", texts, LABELS, max_length=64)
+    network_logits = np.log(network) - np.log1p(-network)
+    np.testing.assert_allclose(both, sigmoid((network_logits + out_of_fold_tfidf_logits(texts, y, groups)) / 2), atol=1e-5)
+
+
 def test_teacher_directories_reject_empty_entries():
     assert [p.name for p in teacher_directories("a/model, b/model")] == ["model", "model"]
     with pytest.raises(ValueError, match="comma"):
@@ -67,12 +113,12 @@ def test_student_run_records_its_teacher(tiny_config, tiny_run, tmp_path):
         train=dataclasses.replace(
             tiny_config.train,
             output_dir=str(tmp_path / "student"),
-            teacher=str(tiny_run / "model"),
+            teacher=f"{tiny_run / 'model'},{OUT_OF_FOLD_TFIDF}",  # train() hands the tfidf teacher labels and groups
             distill_alpha=0.7,
         ),
     )
     run_dir = train(config)
     summary = json.loads((run_dir / "train_summary.json").read_text())
-    assert summary["config"]["train"]["teacher"] == str(tiny_run / "model")
+    assert summary["config"]["train"]["teacher"] == f"{tiny_run / 'model'},{OUT_OF_FOLD_TFIDF}"
     assert summary["config"]["train"]["distill_alpha"] == 0.7
     assert summary["global_steps"] == 2 and summary["device"]

@@ -81,7 +81,7 @@ class TrainConfig:
     teacher: str = opt(
         "",
         "distillation: a trained run's model/ directory whose probabilities soften the targets "
-        "(several, comma-separated: an ensemble, logits averaged)",
+        "(several, comma-separated: an ensemble, logits averaged; 'tfidf-oof' adds out-of-fold TF-IDF + LR)",
     )
     distill_alpha: float = opt(
         0.5, "distillation: target = alpha * teacher probability + (1 - alpha) * gold label"

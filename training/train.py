@@ -176,6 +176,8 @@ def train(config: RunConfig) -> Path:
             config.data.max_length,
             config.train.distill_temperature,
             config.train.eval_batch_size,
+            y=train_split.y,
+            groups=[str(r.get("attack_of", r.get("id", f"row{i}"))) for i, r in enumerate(train_split.rows)],
         )
         targets = soft_targets(train_split.y, probabilities, config.train.distill_alpha)
     train_data = _encode(tokenizer, train_split.texts, targets, config.data.max_length)
