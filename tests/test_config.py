@@ -1,3 +1,5 @@
+from pathlib import Path
+
 import pytest
 
 from qingfin.training.cli import main
@@ -35,3 +37,13 @@ def test_resolved_config_round_trips(tmp_path):
 def test_train_prints_overrides_and_refuses_unknown(capsys):
     with pytest.raises(ConfigError):
         main(["train", "--set", "train.nope=1"])
+
+
+@pytest.mark.parametrize("path", sorted((Path(__file__).parents[1] / "training" / "configs").glob("*.toml")), ids=lambda p: p.name)
+def test_every_shipped_config_loads_and_names_valid_teachers(path):
+    from qingfin.training.distill import OUT_OF_FOLD_TFIDF, teacher_directories
+
+    config = load_config(path, [])[0]
+    if config.train.teacher:  # the release chain: each entry a run's model/ or the TF-IDF teacher
+        entries = teacher_directories(config.train.teacher)
+        assert all(str(e) == OUT_OF_FOLD_TFIDF or e.name == "model" for e in entries), entries
